@@ -1,0 +1,255 @@
+"""A small stand-in for the Functions host, for development and tests.
+
+It imports `function_app`, serves the HTTP triggers on `/<routePrefix>/<route>` and drives
+the queue triggers from Azure Storage (Azurite), honouring host.json's `extensions.queues`:
+`batchSize`, `newBatchThreshold`, `maxDequeueCount` (then `<queue>-poison`),
+`visibilityTimeout`, `maxPollingInterval` and `messageEncoding`. It is not the real host:
+`func start` is, where Azure Functions Core Tools are installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from aiohttp import web
+from azure.functions.decorators.http import HttpTrigger
+from azure.functions.decorators.queue import QueueTrigger
+from azure.functions.queue import QueueMessage
+
+log = logging.getLogger("devhost")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _timespan(value: str | None, default: float) -> float:
+    """host.json's hh:mm:ss to seconds."""
+    if not value:
+        return default
+    h, m, s = value.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    batch_size: int = 16
+    new_batch_threshold: int = 8
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0
+    max_polling_interval: float = 60.0
+    message_encoding: str = "base64"
+
+    @classmethod
+    def from_host_json(cls, host: Mapping[str, Any]) -> QueueOptions:
+        q = host.get("extensions", {}).get("queues", {})
+        batch = int(q.get("batchSize", 16))
+        return cls(batch_size=batch,
+                   new_batch_threshold=int(q.get("newBatchThreshold", batch // 2)),
+                   max_dequeue_count=int(q.get("maxDequeueCount", 5)),
+                   visibility_timeout=_timespan(q.get("visibilityTimeout"), 0.0),
+                   max_polling_interval=_timespan(q.get("maxPollingInterval"), 60.0),
+                   message_encoding=str(q.get("messageEncoding", "base64")).lower())
+
+
+# Local defaults: Azurite on its usual ports, Prism (the Twilio API double) on 4010, and
+# test credentials that only the double accepts (it checks the SID's shape, not its value).
+DEV_DEFAULTS = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "TWILIO_API_BASE_URL": "http://127.0.0.1:4010",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "local-dev-auth-token",
+    "TWILIO_FROM_NUMBER": "+15005550006",
+    "OUTBOUND_QUEUE_NAME": "twilio-outbound",
+}
+
+
+def user_settings(root: Path = ROOT) -> dict[str, str]:
+    """local.settings.json `Values`, under the process environment (which wins)."""
+    values: dict[str, str] = {}
+    path = root / "local.settings.json"
+    if path.exists():
+        values.update({k: str(v) for k, v in json.loads(path.read_text())["Values"].items()})
+    values.update(os.environ)
+    return values
+
+
+def load_settings(root: Path = ROOT) -> dict[str, str]:
+    """The settings a local run uses: the user's, over `DEV_DEFAULTS`."""
+    return {**DEV_DEFAULTS, **user_settings(root)}
+
+
+def resolve(name: str, env: Mapping[str, str]) -> str:
+    """`%SETTING%` references in trigger arguments, as the host resolves them."""
+    def sub(m: re.Match[str]) -> str:
+        if m[1] not in env:
+            raise KeyError(f"trigger refers to %{m[1]}% but that setting is not set")
+        return env[m[1]]
+    return re.sub(r"%([^%]+)%", sub, name)
+
+
+async def _call(fn: Any, arg: Any) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(arg)
+    return await asyncio.to_thread(fn, arg)
+
+
+class DevHost:
+    def __init__(self, app: func.FunctionApp, host_json: Mapping[str, Any],
+                 env: Mapping[str, str]) -> None:
+        self.env = env
+        self.route_prefix = host_json.get("extensions", {}).get("http", {}).get(
+            "routePrefix", "api")
+        self.queue_options = QueueOptions.from_host_json(host_json)
+        self.functions = app.get_functions()  # once: a second call raises
+        self.http = [f for f in self.functions if isinstance(f.get_trigger(), HttpTrigger)]
+        self.queues = [f for f in self.functions if isinstance(f.get_trigger(), QueueTrigger)]
+        self.stats = {"invocations": 0, "failures": 0, "poisoned": 0}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        for fn in self.http:
+            trigger = fn.get_trigger()
+            path = f"/{self.route_prefix}/{trigger.route}" if self.route_prefix else \
+                f"/{trigger.route}"
+            methods = [str(getattr(m, "value", m)) for m in (trigger.methods or ["GET", "POST"])]
+            for method in methods:
+                app.router.add_route(method, path, self._http_handler(fn))
+        return app
+
+    def _http_handler(self, fn: Any) -> Any:
+        user_fn = fn.get_user_function()
+
+        async def handler(request: web.Request) -> web.Response:
+            body = await request.read()
+            req = func.HttpRequest(method=request.method, url=str(request.url),
+                                   headers=dict(request.headers),
+                                   params=dict(request.query), body=body)
+            self.stats["invocations"] += 1
+            try:
+                res = await _call(user_fn, req)
+            except Exception:
+                self.stats["failures"] += 1
+                log.exception("function %s failed", fn.get_function_name())
+                return web.Response(status=500, text="Internal Server Error\n")
+            headers = {k: v for k, v in res.headers.items() if k.lower() != "content-type"}
+            content_type = res.mimetype or "text/plain"
+            if res.charset:
+                content_type += f"; charset={res.charset}"
+            headers["Content-Type"] = content_type
+            return web.Response(status=res.status_code, body=res.get_body(), headers=headers)
+
+        return handler
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def _queue_client(self, connection: str, queue_name: str) -> Any:
+        from azure.storage.queue.aio import QueueClient
+
+        conn = self.env.get(connection)
+        if not conn:
+            raise KeyError(f"queue trigger connection {connection!r} is not set")
+        return QueueClient.from_connection_string(conn, queue_name)
+
+    async def _poll(self, fn: Any) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        trigger = fn.get_trigger()
+        name = resolve(trigger.queue_name, self.env)
+        client = self._queue_client(trigger.connection or "AzureWebJobsStorage", name)
+        poison = self._queue_client(trigger.connection or "AzureWebJobsStorage", f"{name}-poison")
+        for c in (client, poison):
+            try:
+                await c.create_queue()
+            except ResourceExistsError:
+                pass
+        opts = self.queue_options
+        user_fn = fn.get_user_function()
+        in_flight: set[asyncio.Task[None]] = set()
+        idle = 0.1
+        # The real host keeps fetched messages invisible while they run; 10 minutes here.
+        lease = 600
+        try:
+            while True:
+                if len(in_flight) > opts.new_batch_threshold:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                messages = [m async for m in client.receive_messages(
+                    messages_per_page=opts.batch_size, max_messages=opts.batch_size,
+                    visibility_timeout=lease)]
+                if not messages:
+                    await asyncio.sleep(idle)
+                    idle = min(opts.max_polling_interval, idle * 2)
+                    continue
+                idle = 0.1
+                for m in messages:
+                    task = asyncio.create_task(self._run_one(user_fn, fn, client, poison, m))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await client.close()
+            await poison.close()
+
+    async def _run_one(self, user_fn: Any, fn: Any, client: Any, poison: Any, m: Any) -> None:
+        opts = self.queue_options
+        content = m.content or ""
+        try:
+            body = base64.b64decode(content, validate=True) \
+                if opts.message_encoding == "base64" else content.encode("utf-8")
+        except ValueError:
+            body = None
+        self.stats["invocations"] += 1
+        try:
+            if body is None:
+                raise ValueError("messageEncoding is base64 but the message is not base64")
+            await _call(user_fn, QueueMessage(
+                id=m.id, body=body, pop_receipt=m.pop_receipt, dequeue_count=m.dequeue_count,
+                insertion_time=m.inserted_on, expiration_time=m.expires_on))
+        except Exception as exc:  # noqa: BLE001 - the host's contract: failure = retry/poison
+            self.stats["failures"] += 1
+            log.warning("function %s failed on message %s (dequeue %s): %s: %s",
+                        fn.get_function_name(), m.id, m.dequeue_count, type(exc).__name__, exc)
+            if m.dequeue_count >= opts.max_dequeue_count:
+                await poison.send_message(content)
+                await client.delete_message(m.id, m.pop_receipt)
+                self.stats["poisoned"] += 1
+                log.error("message %s moved to %s after %d attempts", m.id,
+                          poison.queue_name, m.dequeue_count)
+            else:
+                await client.update_message(m.id, m.pop_receipt,
+                                            visibility_timeout=int(opts.visibility_timeout))
+            return
+        await client.delete_message(m.id, m.pop_receipt)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 7071) -> None:
+        self._runner = web.AppRunner(self.web_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        for fn in self.queues:
+            self._tasks.append(asyncio.create_task(self._poll(fn)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        from shared import runtime
+
+        await runtime.shutdown()

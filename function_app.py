@@ -1,0 +1,9 @@
+"""The Functions app: built once here, triggers registered from their Blueprints."""
+
+import azure.functions as func
+
+from triggers import outbound, webhooks
+
+app = func.FunctionApp()
+app.register_functions(webhooks.bp)
+app.register_functions(outbound.bp)

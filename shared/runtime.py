@@ -1,0 +1,66 @@
+"""The process-wide objects the triggers use, built once on first use.
+
+Building nothing at import keeps the cold start small; building once keeps one vault read,
+one HTTP session and one storage client per process. Tests build a `Runtime` of their own
+with fakes passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.credentials import CredentialCache, source_for
+from shared.ledger import TableLedger
+from shared.outbound import OutboundProcessor
+from shared.settings import Settings
+from shared.storage import Storage
+from shared.twilio_rest import TwilioApi
+from shared.webhooks import Webhooks
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    credentials: CredentialCache
+    webhooks: Webhooks
+    storage: Storage
+    twilio: TwilioApi
+    processor: OutboundProcessor
+
+    @classmethod
+    def build(cls, settings: Settings, *, secret_client_factory: Callable[[], Any] | None = None,
+              twilio_http_client: Any = None) -> Runtime:
+        credentials = CredentialCache(source_for(settings, secret_client_factory),
+                                      ttl_seconds=settings.secrets_ttl_seconds)
+        storage = Storage(settings.storage)
+        twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client)
+        ledger = TableLedger(lambda: storage.table(settings.jobs_table_name))
+        processor = OutboundProcessor(settings, twilio, ledger, storage)
+        return cls(settings, credentials, Webhooks(settings, credentials), storage, twilio,
+                   processor)
+
+    async def close(self) -> None:
+        await self.twilio.close()
+        await self.processor.ledger.close()  # type: ignore[attr-defined]
+        await self.storage.close()
+
+
+_current: Runtime | None = None
+
+
+def get(env: Mapping[str, str] | None = None) -> Runtime:
+    """The process's runtime, built from the environment on first call."""
+    global _current
+    if _current is None:
+        _current = Runtime.build(Settings.from_env(env))
+    return _current
+
+
+async def shutdown() -> None:
+    """Close the process's sessions and forget the runtime (a worker shutting down)."""
+    global _current
+    if _current is not None:
+        await _current.close()
+    _current = None

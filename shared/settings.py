@@ -1,0 +1,256 @@
+"""The app's settings: one typed object read from app settings (or the environment locally).
+
+The setting names are a contract shared with `infra/` and the README; `SETTING_NAMES` lists
+every name the app reads, and a test keeps the Bicep in step with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+# Key Vault secret names: 1-127 of letters, digits and dashes.
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+# Storage queue names: 3-63 of lowercase letters, digits and single dashes; we append
+# "-rejected" (9 characters) and "-poison" for the dead-letter queues, so 54 at most.
+_QUEUE_NAME = re.compile(r"^(?=.{3,54}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+DEFAULT_GREETING = "Hello. Thanks for calling. Goodbye."
+DEFAULT_SMS_REPLY = "Thanks for your message. We will get back to you soon."
+
+STORAGE_PREFIX = "AzureWebJobsStorage"
+
+# Every setting the app reads. `REQUIRED_IN_AZURE` are the ones a deployment must set.
+SETTING_NAMES = frozenset(
+    {
+        "KEY_VAULT_URL",
+        "TWILIO_ACCOUNT_SID_SECRET_NAME",
+        "TWILIO_AUTH_TOKEN_SECRET_NAME",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM_NUMBER",
+        "TWILIO_API_BASE_URL",
+        "TWILIO_SECRETS_TTL_SECONDS",
+        "WEBHOOK_BASE_URL",
+        "OUTBOUND_QUEUE_NAME",
+        "JOBS_TABLE_NAME",
+        "VOICE_GREETING",
+        "SMS_AUTO_REPLY",
+        "AZURE_CLIENT_ID",
+        STORAGE_PREFIX,
+        f"{STORAGE_PREFIX}__accountName",
+        f"{STORAGE_PREFIX}__blobServiceUri",
+        f"{STORAGE_PREFIX}__queueServiceUri",
+        f"{STORAGE_PREFIX}__tableServiceUri",
+        f"{STORAGE_PREFIX}__credential",
+        f"{STORAGE_PREFIX}__clientId",
+    }
+)
+REQUIRED_IN_AZURE = frozenset(
+    {
+        "KEY_VAULT_URL",
+        "AZURE_CLIENT_ID",
+        "TWILIO_FROM_NUMBER",
+        "WEBHOOK_BASE_URL",
+        "OUTBOUND_QUEUE_NAME",
+        f"{STORAGE_PREFIX}__queueServiceUri",
+        f"{STORAGE_PREFIX}__tableServiceUri",
+        f"{STORAGE_PREFIX}__credential",
+        f"{STORAGE_PREFIX}__clientId",
+    }
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. The message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How to reach the storage account: a connection string, or service URIs + identity."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    client_id: str | None = None
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    key_vault_url: str | None
+    account_sid_secret_name: str = "twilio-account-sid"
+    auth_token_secret_name: str = "twilio-auth-token"
+    # Local fallback only; never shown by repr.
+    account_sid: str | None = field(default=None, repr=False)
+    auth_token: str | None = field(default=None, repr=False)
+    from_number: str | None = None
+    api_base_url: str = "https://api.twilio.com"
+    secrets_ttl_seconds: float = 900.0
+    webhook_base_url: str | None = None
+    outbound_queue_name: str = "twilio-outbound"
+    jobs_table_name: str = "twiliojobs"
+    voice_greeting: str = DEFAULT_GREETING
+    sms_auto_reply: str | None = DEFAULT_SMS_REPLY
+    azure_client_id: str | None = None
+    storage: StorageSettings = field(default_factory=StorageSettings)
+
+    @property
+    def rejected_queue_name(self) -> str:
+        return f"{self.outbound_queue_name}-rejected"
+
+    @property
+    def poison_queue_name(self) -> str:
+        return f"{self.outbound_queue_name}-poison"
+
+    @property
+    def uses_key_vault(self) -> bool:
+        return self.key_vault_url is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        key_vault_url = read.url("KEY_VAULT_URL", schemes=("https",), origin_only=True)
+        settings = cls(
+            key_vault_url=key_vault_url,
+            account_sid_secret_name=read.matching(
+                "TWILIO_ACCOUNT_SID_SECRET_NAME", _SECRET_NAME, "twilio-account-sid",
+                "a Key Vault secret name (letters, digits and dashes)"),
+            auth_token_secret_name=read.matching(
+                "TWILIO_AUTH_TOKEN_SECRET_NAME", _SECRET_NAME, "twilio-auth-token",
+                "a Key Vault secret name (letters, digits and dashes)"),
+            # Read even with a vault so an unresolved reference still fails loudly.
+            account_sid=read.text("TWILIO_ACCOUNT_SID"),
+            auth_token=read.text("TWILIO_AUTH_TOKEN", secret=True),
+            from_number=read.matching(
+                "TWILIO_FROM_NUMBER", E164, None, "an E.164 number such as +15551234567"),
+            api_base_url=read.url("TWILIO_API_BASE_URL", schemes=("https", "http"),
+                                  origin_only=True) or "https://api.twilio.com",
+            secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),
+            webhook_base_url=read.url("WEBHOOK_BASE_URL", schemes=("https", "http"),
+                                      origin_only=True),
+            outbound_queue_name=read.matching(
+                "OUTBOUND_QUEUE_NAME", _QUEUE_NAME, "twilio-outbound",
+                "a storage queue name: 3-54 lowercase letters, digits and single dashes"),
+            jobs_table_name=read.matching(
+                "JOBS_TABLE_NAME", _TABLE_NAME, "twiliojobs",
+                "a storage table name: a letter, then 2-62 letters or digits"),
+            voice_greeting=read.text("VOICE_GREETING") or DEFAULT_GREETING,
+            sms_auto_reply=_auto_reply(read.text("SMS_AUTO_REPLY", keep_empty=True)),
+            azure_client_id=read.text("AZURE_CLIENT_ID"),
+            storage=_storage(read),
+        )
+        if settings.key_vault_url is None and settings.auth_token is None:
+            # Without credentials nothing can be signed-checked or sent: say what to set.
+            raise SettingsError(
+                "No Twilio credentials configured: set KEY_VAULT_URL (secrets "
+                f"'{settings.account_sid_secret_name}' and '{settings.auth_token_secret_name}') "
+                "or, for local development only, TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN."
+            )
+        if settings.key_vault_url is None and settings.account_sid is None:
+            raise SettingsError("TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not: set both.")
+        return settings
+
+
+def _auto_reply(value: str | None) -> str | None:
+    if value is None:
+        return DEFAULT_SMS_REPLY
+    return value or None  # empty: no reply
+
+
+def _storage(read: _Reader) -> StorageSettings:
+    conn = read.text(STORAGE_PREFIX, secret=True)
+    if conn:
+        return StorageSettings(connection_string=conn)
+    queue_uri = read.url(f"{STORAGE_PREFIX}__queueServiceUri", schemes=("https", "http"))
+    table_uri = read.url(f"{STORAGE_PREFIX}__tableServiceUri", schemes=("https", "http"))
+    account = read.text(f"{STORAGE_PREFIX}__accountName")
+    if account and not queue_uri:
+        queue_uri = f"https://{account}.queue.core.windows.net"
+    if account and not table_uri:
+        table_uri = f"https://{account}.table.core.windows.net"
+    if queue_uri and not table_uri:
+        table_uri = queue_uri.replace(".queue.", ".table.")
+    if not queue_uri:
+        raise SettingsError(
+            f"{STORAGE_PREFIX} is not set: set it to a connection string "
+            "(UseDevelopmentStorage=true locally) or set "
+            f"{STORAGE_PREFIX}__queueServiceUri and {STORAGE_PREFIX}__tableServiceUri "
+            "with a managed identity."
+        )
+    return StorageSettings(
+        queue_service_uri=queue_uri,
+        table_service_uri=table_uri,
+        client_id=read.text(f"{STORAGE_PREFIX}__clientId") or read.text("AZURE_CLIENT_ID"),
+    )
+
+
+class _Reader:
+    """Reads one setting at a time and phrases every error the same way."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, *, secret: bool = False, keep_empty: bool = False) -> str | None:
+        value = self._env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        if value.startswith(_KEY_VAULT_REFERENCE):
+            # The platform leaves a reference it could not resolve as the literal string.
+            raise SettingsError(
+                f"{name} is an unresolved Key Vault reference: the Functions platform could "
+                "not read the secret. Check that the app's identity has the 'Key Vault "
+                "Secrets User' role on the vault and that the secret exists, or use "
+                "KEY_VAULT_URL and let the app read the vault itself."
+            )
+        if not value and not keep_empty:
+            return None
+        return value
+
+    def matching(self, name: str, pattern: re.Pattern[str], default: str | None,
+                 expected: str) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return default
+        if not pattern.match(value):
+            raise SettingsError(f"{name} must be {expected}; got {value!r}.")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number of seconds; got {value!r}.") from None
+        if number < minimum:
+            raise SettingsError(f"{name} must be at least {minimum:g}; got {value!r}.")
+        return number
+
+    def url(self, name: str, *, schemes: tuple[str, ...], origin_only: bool = False) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise SettingsError(
+                f"{name} must be an absolute {' or '.join(schemes)} URL; got {value!r}."
+            )
+        if origin_only and (parts.path not in ("", "/") or parts.query or parts.fragment):
+            raise SettingsError(
+                f"{name} must be an origin such as {parts.scheme}://{parts.netloc} "
+                f"(no path or query); got {value!r}."
+            )
+        return value.rstrip("/")

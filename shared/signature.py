@@ -1,0 +1,51 @@
+"""X-Twilio-Signature checking with twilio's own `RequestValidator`.
+
+Twilio signs the exact URL it requested. On Azure, TLS ends in front of the worker, which
+may see `http://` and an internal host, so the URL is rebuilt from the public origin
+(`WEBHOOK_BASE_URL`) plus the path and query exactly as received (a `code=` key included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+
+class FormParams(dict[str, list[str]]):
+    """Form fields with repeated keys, in the shape `RequestValidator` reads (`getall`)."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+    def first(self, name: str, default: str | None = None) -> str | None:
+        values = self.get(name)
+        return values[0] if values else default
+
+
+def public_url(request_url: str, webhook_base_url: str | None) -> str:
+    """The URL Twilio requested: the public origin + the path and query as received."""
+    if not webhook_base_url:
+        return request_url
+    parts = urlsplit(request_url)
+    url = webhook_base_url + (parts.path or "/")
+    return f"{url}?{parts.query}" if parts.query else url
+
+
+def is_valid(*, url: str, auth_token: str, signature: str | None,
+             form: Mapping[str, Sequence[str]] | None = None, body: str | None = None,
+             settings_header: str | None = None) -> bool:
+    """True if `signature` is Twilio's for this request.
+
+    `form` is the POST form (GET and JSON requests: None); `body` is a JSON body, checked
+    through the `bodySHA256` query parameter Twilio adds to such requests.
+    """
+    if not signature:
+        return False
+    validator = RequestValidator(auth_token)
+    params: object = body if body is not None else FormParams(form or {})
+    if body is not None and "bodySHA256=" not in url:
+        return False  # a JSON body Twilio signs always carries its hash in the URL
+    return bool(validator.validate(url, params, signature,
+                                   get_signature_algorithm(settings_header)))

@@ -1,0 +1,1 @@
+"""Function triggers: thin adapters from the Functions host to `shared/`."""
