@@ -146,9 +146,14 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
     if kind == "required":
         return f"missing required field '{error.message.split(chr(39))[1]}'"
     if kind == "dependentRequired":
-        return error.message.replace("is a dependency of", "is required with")
-    if kind is False or error.schema is False:
-        return f"field '{field}' is not allowed in a {doc.get('type')} job"
+        return str(error.message).replace("is a dependency of", "is required with")
+    if error.schema is False:
+        # jsonschema gives no path for a `false` property schema: find the fields instead.
+        branch = schema()["allOf"][error.relative_schema_path[1]]["then"]["properties"]
+        banned = [name for name in doc if branch.get(name) is False]
+        article = "an" if doc.get("type") == "sms" else "a"
+        return (f"field(s) {', '.join(repr(b) for b in banned)} not allowed in {article} "
+                f"{doc.get('type')} job")
     if kind == "anyOf" and not path:
         return "an sms job needs 'body' and/or 'media_url'"
     if kind == "oneOf" and not path:
@@ -163,7 +168,8 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
             return f"{where}: {_short(error.instance)} is not an https URL"
         return f"{where}: {_short(error.instance)} does not match {error.schema['pattern']}"
     if kind == "const" and field == "version":
-        return f"field 'version': only version {SCHEMA_VERSION} is supported, got {_short(error.instance)}"
+        return (f"field 'version': only version {SCHEMA_VERSION} is supported, "
+                f"got {_short(error.instance)}")
     if kind == "enum" and field == "type":
         return f"field 'type': must be \"sms\" or \"call\", got {_short(error.instance)}"
     if kind in ("maxLength", "minLength", "maxItems", "minItems", "type"):
@@ -171,4 +177,4 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
                  "maxItems": "at most {} items", "minItems": "at least {} item(s)",
                  "type": "of JSON type {}"}[kind].format(error.validator_value)
         return f"{where}: must be {limit}"
-    return f"{where}: {error.message}"
+    return f"{where}: {error.message!s}"

@@ -164,5 +164,6 @@ class OutboundProcessor:
             doc["original"] = (item.body.decode("utf-8") if isinstance(item.body, bytes)
                                else item.body)
         except UnicodeDecodeError:  # kept byte for byte
+            assert isinstance(item.body, bytes)
             doc["original_base64"] = base64.b64encode(item.body).decode("ascii")
         return json.dumps(doc, ensure_ascii=False)

@@ -7,6 +7,7 @@ with fakes passed in.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, secret_client_factory: Callable[[], Any] | None = None,
               twilio_http_client: Any = None) -> Runtime:
+        # The Azure SDKs log every HTTP request at INFO: keep that out of App Insights.
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
+            logging.WARNING)
         credentials = CredentialCache(source_for(settings, secret_client_factory),
                                       ttl_seconds=settings.secrets_ttl_seconds)
         storage = Storage(settings.storage)
@@ -56,6 +60,12 @@ def get(env: Mapping[str, str] | None = None) -> Runtime:
     if _current is None:
         _current = Runtime.build(Settings.from_env(env))
     return _current
+
+
+def use(current: Runtime) -> None:
+    """Make `current` the process's runtime (tests and benchmarks pass fakes this way)."""
+    global _current
+    _current = current
 
 
 async def shutdown() -> None:

@@ -124,27 +124,28 @@ class Settings:
         settings = cls(
             key_vault_url=key_vault_url,
             account_sid_secret_name=read.matching(
-                "TWILIO_ACCOUNT_SID_SECRET_NAME", _SECRET_NAME, "twilio-account-sid",
-                "a Key Vault secret name (letters, digits and dashes)"),
+                "TWILIO_ACCOUNT_SID_SECRET_NAME", _SECRET_NAME,
+                "a Key Vault secret name (letters, digits and dashes)") or "twilio-account-sid",
             auth_token_secret_name=read.matching(
-                "TWILIO_AUTH_TOKEN_SECRET_NAME", _SECRET_NAME, "twilio-auth-token",
-                "a Key Vault secret name (letters, digits and dashes)"),
+                "TWILIO_AUTH_TOKEN_SECRET_NAME", _SECRET_NAME,
+                "a Key Vault secret name (letters, digits and dashes)") or "twilio-auth-token",
             # Read even with a vault so an unresolved reference still fails loudly.
             account_sid=read.text("TWILIO_ACCOUNT_SID"),
             auth_token=read.text("TWILIO_AUTH_TOKEN", secret=True),
             from_number=read.matching(
-                "TWILIO_FROM_NUMBER", E164, None, "an E.164 number such as +15551234567"),
+                "TWILIO_FROM_NUMBER", E164, "an E.164 number such as +15551234567"),
             api_base_url=read.url("TWILIO_API_BASE_URL", schemes=("https", "http"),
                                   origin_only=True) or "https://api.twilio.com",
             secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),
             webhook_base_url=read.url("WEBHOOK_BASE_URL", schemes=("https", "http"),
                                       origin_only=True),
             outbound_queue_name=read.matching(
-                "OUTBOUND_QUEUE_NAME", _QUEUE_NAME, "twilio-outbound",
-                "a storage queue name: 3-54 lowercase letters, digits and single dashes"),
+                "OUTBOUND_QUEUE_NAME", _QUEUE_NAME,
+                "a storage queue name: 3-54 lowercase letters, digits and single dashes",
+            ) or "twilio-outbound",
             jobs_table_name=read.matching(
-                "JOBS_TABLE_NAME", _TABLE_NAME, "twiliojobs",
-                "a storage table name: a letter, then 2-62 letters or digits"),
+                "JOBS_TABLE_NAME", _TABLE_NAME,
+                "a storage table name: a letter, then 2-62 letters or digits") or "twiliojobs",
             voice_greeting=read.text("VOICE_GREETING") or DEFAULT_GREETING,
             sms_auto_reply=_auto_reply(read.text("SMS_AUTO_REPLY", keep_empty=True)),
             azure_client_id=read.text("AZURE_CLIENT_ID"),
@@ -218,11 +219,10 @@ class _Reader:
             return None
         return value
 
-    def matching(self, name: str, pattern: re.Pattern[str], default: str | None,
-                 expected: str) -> str | None:
+    def matching(self, name: str, pattern: re.Pattern[str], expected: str) -> str | None:
         value = self.text(name)
         if value is None:
-            return default
+            return None
         if not pattern.match(value):
             raise SettingsError(f"{name} must be {expected}; got {value!r}.")
         return value

@@ -44,7 +44,8 @@ def is_valid(*, url: str, auth_token: str, signature: str | None,
     if not signature:
         return False
     validator = RequestValidator(auth_token)
-    params: object = body if body is not None else FormParams(form or {})
+    params: object = body if body is not None else FormParams(
+        {k: list(v) for k, v in (form or {}).items()})
     if body is not None and "bodySHA256=" not in url:
         return False  # a JSON body Twilio signs always carries its hash in the URL
     return bool(validator.validate(url, params, signature,

@@ -35,6 +35,7 @@ class Storage:
                 client = QueueClient.from_connection_string(self.settings.connection_string,
                                                             name)
             else:
+                assert self.settings.queue_service_uri  # Settings.from_env guarantees it
                 client = QueueClient(self.settings.queue_service_uri, name,
                                      credential=self._identity())
             self._queues[name] = client
@@ -57,6 +58,7 @@ class Storage:
 
         if self.settings.connection_string:
             return TableClient.from_connection_string(self.settings.connection_string, name)
+        assert self.settings.table_service_uri  # Settings.from_env guarantees it
         return TableClient(self.settings.table_service_uri, name, credential=self._identity())
 
     async def close(self) -> None:

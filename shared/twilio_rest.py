@@ -33,13 +33,14 @@ class Sent:
     status: str | None
 
 
-class RoutedHttpClient(AsyncTwilioHttpClient):
+class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """twilio's aiohttp client, with a session made inside the running loop and an origin
     rewrite for local doubles."""
 
     def __init__(self, base_url: str = TWILIO_ORIGIN, *,
                  timeout: float = REQUEST_TIMEOUT_SECONDS, max_connections: int = 100) -> None:
         super().__init__(pool_connections=False, timeout=timeout, logger=_http_log)
+        self.session: Any = None
         self._base = None if base_url == TWILIO_ORIGIN else base_url
         self._max_connections = max_connections
         self.connections_opened = 0  # for benchmarks
@@ -128,7 +129,7 @@ class TwilioApi:
         return Sent(call.sid, call.status)
 
     async def close(self) -> None:
-        await self.http_client.close()  # type: ignore[attr-defined]
+        await self.http_client.close()
 
 
 def say_twiml(job: Job) -> str:

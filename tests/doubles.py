@@ -1,0 +1,264 @@
+"""Loopback doubles for the services the app talks to, each a real HTTP(S) server in a
+thread: a scriptable Twilio REST double (faults, latency, or forwarding to Prism), an HTTPS
+Key Vault, and an App Service managed-identity token endpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0
+
+    @property
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode(), keep_blank_values=True)
+
+
+@dataclass
+class Reply:
+    """A scripted answer. `action`: "reply", "sleep" (never answer in time) or "reset"."""
+
+    status: int = 201
+    body: dict[str, Any] | None = None
+    action: str = "reply"
+    delay: float = 0.0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, owner: LoopbackServer, tls: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), owner.handler_class())
+        self.owner = owner
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        with self.owner.lock:
+            self.owner.connections += 1
+        return conn, addr
+
+
+class LoopbackServer:
+    """Base: start/stop, a lock, request and connection counters."""
+
+    scheme = "http"
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[Recorded] = []
+        self.connections = 0
+        self._server = _Server(self, tls)
+        self.port = self._server.server_address[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str],
+                                                                                bytes] | None:
+        raise NotImplementedError
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                rec = Recorded(self.command, self.path, dict(self.headers.items()),
+                               self.rfile.read(length))
+                with owner.lock:
+                    owner.requests.append(rec)
+                answer = owner.handle(rec, self)
+                if answer is None:  # the connection was reset
+                    self.close_connection = True
+                    return
+                status, headers, body = answer
+                rec.status = status
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        return Handler
+
+
+def _json(status: int, doc: Any, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json", **headers}, json.dumps(doc).encode()
+
+
+def reset_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Close with RST instead of FIN: the client sees a connection reset."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.connection.close()
+
+
+class TwilioDouble(LoopbackServer):
+    """Twilio's REST API on loopback. Answers from `script` (one `Reply` per request, in
+    order), else `default`; with `upstream`, unscripted requests go on to it (Prism)."""
+
+    def __init__(self, *, latency: float = 0.0, upstream: str | None = None) -> None:
+        super().__init__()
+        self.script: list[Reply] = []
+        self.latency = latency
+        self.upstream = upstream
+        self.auth_token: str | None = None  # when set, other tokens get Twilio's 401
+
+    def _authorised(self, req: Recorded) -> bool:
+        if self.auth_token is None:
+            return True
+        import base64
+
+        auth = req.headers.get("Authorization", "")
+        if not auth.startswith("Basic "):
+            return False
+        return base64.b64decode(auth[6:]).decode().partition(":")[2] == self.auth_token
+
+    def creates(self, kind: str = "") -> list[Recorded]:
+        """Create requests seen (`Messages` or `Calls`), faults included."""
+        with self.lock:
+            return [r for r in self.requests if r.method == "POST" and
+                    r.path.endswith(f"/{kind}.json" if kind else ".json")]
+
+    def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
+        with self.lock:
+            reply = self.script.pop(0) if self.script else None
+        if self.latency:
+            time.sleep(self.latency)
+        if not self._authorised(req):
+            return _json(401, {"code": 20003, "message": "Authenticate", "status": 401})
+        if reply is None and self.upstream:
+            return self._forward(req)
+        reply = reply or Reply()
+        if reply.action == "sleep":
+            time.sleep(reply.delay)
+            return _json(503, {"message": "too late"})
+        if reply.action == "reset":
+            reset_connection(handler)
+            return None
+        if reply.status >= 400:
+            return _json(reply.status, reply.body or {"code": 20500, "message": "error",
+                                                      "status": reply.status})
+        return _json(reply.status, reply.body or self._resource(req))
+
+    def _resource(self, req: Recorded) -> dict[str, Any]:
+        kind = "SM" if req.path.endswith("/Messages.json") else "CA"
+        with self.lock:
+            n = len(self.requests)
+        return {"sid": f"{kind}{n:032x}", "status": "queued",
+                "account_sid": req.path.split("/")[3]}
+
+    def _forward(self, req: Recorded) -> Any:
+        fwd = urllib.request.Request(self.upstream + req.path, data=req.body or None,
+                                     method=req.method, headers={
+                                         k: v for k, v in req.headers.items()
+                                         if k.lower() in ("authorization", "content-type",
+                                                          "accept")})
+        try:
+            with urllib.request.urlopen(fwd, timeout=10) as res:
+                return res.status, {"Content-Type": "application/json"}, res.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, {"Content-Type": "application/json"}, exc.read()
+
+
+class ManagedIdentityDouble(LoopbackServer):
+    """App Service's managed-identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER)."""
+
+    header = "test-identity-header"
+
+    def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
+        if req.headers.get("X-IDENTITY-HEADER") != self.header:
+            return _json(401, {"error": "bad identity header"})
+        query = parse_qs(urlsplit(req.path).query)
+        return _json(200, {"access_token": "test-access-token",
+                           "expires_on": str(int(time.time()) + 3600),
+                           "resource": query.get("resource", [""])[0], "token_type": "Bearer"})
+
+
+class KeyVaultDouble(LoopbackServer):
+    """Key Vault's secrets API over HTTPS, with the bearer challenge the SDK expects."""
+
+    def __init__(self, tls: ssl.SSLContext, secrets: dict[str, str]) -> None:
+        super().__init__(tls)
+        self.secrets = secrets
+        self.faults: list[int] = []  # statuses to answer to the next authorised GETs
+        self.on_get: Callable[[str], None] | None = None
+
+    def reads(self, name: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if r.status == 200 and
+                       urlsplit(r.path).path.rstrip("/") == f"/secrets/{name}")
+
+    def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
+        if not req.headers.get("Authorization", "").startswith("Bearer "):
+            return _json(401, {"error": {"code": "Unauthorized"}}, **{
+                "WWW-Authenticate": 'Bearer authorization="https://login.microsoftonline.com/'
+                                    '00000000-0000-0000-0000-000000000000", '
+                                    'resource="https://vault.azure.net"'})
+        with self.lock:
+            fault = self.faults.pop(0) if self.faults else None
+        if fault:
+            return _json(fault, {"error": {"code": "Throttled" if fault == 429 else "Error",
+                                           "message": "injected"}},
+                         **({"Retry-After": "0"} if fault == 429 else {}))
+        name = urlsplit(req.path).path.rstrip("/").split("/")[-1]
+        if name not in self.secrets:
+            return _json(404, {"error": {"code": "SecretNotFound", "message": name}})
+        return _json(200, {"value": self.secrets[name],
+                           "id": f"{self.url}/secrets/{name}/0123456789abcdef",
+                           "attributes": {"enabled": True}})
+
+
+@dataclass
+class Tls:
+    """A test CA (trustme) and a server context for 127.0.0.1."""
+
+    ca_path: str
+    server: ssl.SSLContext = field(repr=False)
+
+    @classmethod
+    def make(cls, directory: str) -> Tls:
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        path = f"{directory}/ca.pem"
+        ca.cert_pem.write_to_path(path)
+        return cls(path, ctx)

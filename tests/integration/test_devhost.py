@@ -1,0 +1,103 @@
+"""The dev host honours host.json's queue settings, like the Functions host."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import azure.functions as func
+from azure.storage.queue.aio import QueueClient
+
+from devhost.host import DevHost, QueueOptions, resolve
+from devhost.services import free_port
+
+
+def tiny_app(behaviour: Any) -> func.FunctionApp:
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="msg", queue_name="%Q%", connection="AzureWebJobsStorage")
+    async def work(msg: func.QueueMessage) -> None:
+        await behaviour(msg)
+
+    return app
+
+
+def host_json(**queues: Any) -> dict[str, Any]:
+    return {"version": "2.0", "extensions": {"queues": queues}}
+
+
+async def run_host(app: func.FunctionApp, hj: dict[str, Any], conn: str, qname: str,
+                   messages: list[str], until: Any, timeout: float = 20) -> DevHost:
+    dev = DevHost(app, hj, {"AzureWebJobsStorage": conn, "Q": qname})
+    client = QueueClient.from_connection_string(conn, qname)
+    async with client:
+        await client.create_queue()
+        for m in messages:
+            await client.send_message(m)
+    await dev.start("127.0.0.1", free_port())
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await until(dev):
+            assert asyncio.get_running_loop().time() < deadline, dev.stats
+            await asyncio.sleep(0.05)
+    finally:
+        await dev.stop()
+    return dev
+
+
+def test_options_read_from_host_json() -> None:
+    opts = QueueOptions.from_host_json(host_json(batchSize=4, maxDequeueCount=2,
+                                                 visibilityTimeout="00:00:01",
+                                                 maxPollingInterval="00:00:02",
+                                                 messageEncoding="none"))
+    assert opts == QueueOptions(4, 2, 2, 1.0, 2.0, "none")
+    assert QueueOptions.from_host_json({}) == QueueOptions()
+    assert resolve("%A%-x", {"A": "q"}) == "q-x"
+
+
+def test_failures_retry_then_poison(storage_env: dict[str, str]) -> None:
+    seen: list[int] = []
+
+    async def fail(msg: func.QueueMessage) -> None:
+        seen.append(msg.dequeue_count or 0)
+        raise RuntimeError("boom")
+
+    conn, qname = storage_env["AzureWebJobsStorage"], storage_env["OUTBOUND_QUEUE_NAME"]
+
+    async def go() -> list[str]:
+        async def poisoned(dev: DevHost) -> bool:
+            return dev.stats["poisoned"] == 1
+        await run_host(tiny_app(fail), host_json(maxDequeueCount=3, messageEncoding="none",
+                                                 visibilityTimeout="00:00:00",
+                                                 maxPollingInterval="00:00:00.2"),
+                       conn, qname, ["job-1"], poisoned)
+        poison = QueueClient.from_connection_string(conn, f"{qname}-poison")
+        async with poison:
+            return [m.content async for m in poison.receive_messages()]
+
+    assert asyncio.run(go()) == ["job-1"]
+    assert seen == [1, 2, 3]
+
+
+def test_base64_encoding_and_concurrency_limit(storage_env: dict[str, str]) -> None:
+    state = {"now": 0, "peak": 0, "bodies": []}
+
+    async def slow(msg: func.QueueMessage) -> None:
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        state["bodies"].append(msg.get_body())
+        await asyncio.sleep(0.2)
+        state["now"] -= 1
+
+    conn, qname = storage_env["AzureWebJobsStorage"], storage_env["OUTBOUND_QUEUE_NAME"]
+    texts = [base64.b64encode(f"m{i}".encode()).decode() for i in range(20)]
+
+    async def done(dev: DevHost) -> bool:
+        return len(state["bodies"]) == 20 and state["now"] == 0
+
+    asyncio.run(run_host(tiny_app(slow), host_json(batchSize=4, newBatchThreshold=2,
+                                                   maxPollingInterval="00:00:00.2"),
+                         conn, qname, texts, done))
+    assert sorted(state["bodies"]) == sorted(f"m{i}".encode() for i in range(20))
+    assert 4 <= state["peak"] <= 4 + 2

@@ -1,0 +1,182 @@
+"""The outbound processor with fakes passed in: each path ends sent or accounted for."""
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from twilio.base.exceptions import TwilioRestException
+
+from shared.credentials import CredentialsError
+from shared.outbound import OutboundProcessor, QueueItem, retry_delay
+from shared.twilio_rest import Sent
+from tests.helpers import FROM, FakeSender, MemoryLedger, MemoryQueues, settings
+
+SMS = {"type": "sms", "to": "+15551234567", "body": "hi"}
+REJECTED, POISON, OUTBOUND = ("twilio-outbound-rejected", "twilio-outbound-poison",
+                              "twilio-outbound")
+
+
+def twilio_error(status: int, code: int | None = None) -> TwilioRestException:
+    return TwilioRestException(status, "https://api.twilio.com/x", "refused", code)
+
+
+def make(*script: Any, **overrides: str) -> tuple[OutboundProcessor, FakeSender, MemoryLedger,
+                                                   MemoryQueues]:
+    sender, ledger, queues = FakeSender(*script), MemoryLedger(), MemoryQueues()
+    processor = OutboundProcessor(settings(**overrides), sender, ledger, queues,
+                                  clock=lambda: 1_700_000_000.0)
+    return processor, sender, ledger, queues
+
+
+def run(processor: OutboundProcessor, body: Any, msg_id: str = "m-1", dequeue: int = 1) -> Any:
+    return asyncio.run(processor.process(QueueItem(msg_id, body, dequeue)))
+
+
+def test_sends_once_and_records_sid() -> None:
+    processor, sender, ledger, queues = make()
+    outcome = run(processor, json.dumps(SMS))
+    assert (outcome.result, outcome.key) == ("sent", "msg-m-1")
+    assert sender.calls[0][1] == FROM
+    assert ledger.rows["msg-m-1"]["status"] == "sent"
+    assert ledger.rows["msg-m-1"]["sid"] == outcome.sid
+    assert queues.messages == {}
+
+
+def test_base64_message_is_the_same_job() -> None:
+    processor, sender, *_ = make()
+    run(processor, base64.b64encode(json.dumps(SMS).encode()))
+    assert sender.calls[0][0].body == "hi"
+
+
+def test_redelivery_of_the_same_job_id_is_not_sent_again() -> None:
+    processor, sender, *_ = make()
+    job = json.dumps({**SMS, "id": "order-7"})
+    assert run(processor, job, "m-1").result == "sent"
+    assert run(processor, job, "m-2", dequeue=2).result == "duplicate"
+    assert len(sender.calls) == 1
+
+
+def test_invalid_job_goes_to_rejected_with_reason_and_original() -> None:
+    processor, sender, _, queues = make()
+    text = '{"type": "sms", "to": "+15551234567", "bodyy": "hi"}'
+    outcome = run(processor, text, "m-9")
+    assert outcome.result == "rejected"
+    assert sender.calls == []
+    [letter] = [json.loads(t) for t in queues.texts(REJECTED)]
+    assert letter["original"] == text
+    assert letter["kind"] == "invalid_job"
+    assert letter["queue_message_id"] == "m-9"
+    assert letter["reason"].startswith("unknown field(s) 'bodyy'")
+
+
+def test_not_utf8_is_kept_byte_for_byte() -> None:
+    processor, _, _, queues = make()
+    run(processor, b"\xff\x00junk")
+    [letter] = [json.loads(t) for t in queues.texts(REJECTED)]
+    assert base64.b64decode(letter["original_base64"]) == b"\xff\x00junk"
+
+
+def test_no_sender_number_is_rejected_not_dropped() -> None:
+    processor, sender, _, queues = make(TWILIO_FROM_NUMBER=None)  # type: ignore[arg-type]
+    assert run(processor, json.dumps(SMS)).result == "rejected"
+    assert "TWILIO_FROM_NUMBER is not set" in json.loads(queues.texts(REJECTED)[0])["reason"]
+    assert sender.calls == []
+
+
+@pytest.mark.parametrize("code", [21211, 21610, 21614, 21608, 21612, 21606, 21635, 21617])
+def test_permanent_twilio_errors_are_rejected_with_code(code: int) -> None:
+    processor, sender, ledger, queues = make(twilio_error(400, code))
+    assert run(processor, json.dumps(SMS)).result == "rejected"
+    letter = json.loads(queues.texts(REJECTED)[0])
+    assert (letter["kind"], letter["twilio_code"]) == ("twilio_permanent", code)
+    assert ledger.rows["msg-m-1"]["status"] == "rejected"
+    assert queues.texts(OUTBOUND) == []
+
+
+@pytest.mark.parametrize("error, kind", [
+    (twilio_error(429, 20429), "transient"),
+    (twilio_error(503), "transient"),
+    (twilio_error(401, 20003), "transient"),
+    (TimeoutError(), "transient"),
+    (aiohttp.ServerDisconnectedError(), "transient"),
+    (ConnectionResetError(), "transient"),
+    (CredentialsError("vault throttled", transient=True), "transient"),
+    (twilio_error(400, 30001), "capacity"),
+    (twilio_error(429, 21611), "capacity"),
+])
+def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception,
+                                                            kind: str) -> None:
+    processor, sender, ledger, queues = make(error)
+    assert run(processor, json.dumps(SMS)).result == "retry_scheduled"
+    [(copy, delay)] = queues.messages[OUTBOUND]
+    assert json.loads(copy) == {**SMS, "id": "msg-m-1"}
+    assert delay == retry_delay(kind, 1)
+    assert ledger.rows["msg-m-1"]["status"] == "retrying"
+    # The copy is delivered and succeeds: one send recorded, under the same key.
+    assert run(processor, copy, "m-2").result == "sent"
+    assert ledger.rows["msg-m-1"]["attempts"] == 2
+
+
+def test_growing_delays_then_poison_with_last_error() -> None:
+    errors = [twilio_error(500)] * 5
+    processor, sender, ledger, queues = make(*errors)
+    text, delays = json.dumps({**SMS, "id": "j1"}), []
+    for attempt in range(1, 6):
+        outcome = run(processor, text, f"m-{attempt}")
+        if outcome.result == "retry_scheduled":
+            text, delay = queues.messages[OUTBOUND][-1]
+            delays.append(delay)
+    assert delays == [10, 30, 90, 270]
+    assert outcome.result == "poisoned"
+    [letter] = [json.loads(t) for t in queues.texts(POISON)]
+    assert letter["kind"] == "retries_exhausted"
+    assert letter["attempts"] == 5
+    assert letter["reason"] == "Twilio answered HTTP 500: refused"
+    assert ledger.rows["j1"]["status"] == "failed"
+    assert len(sender.calls) == 5
+
+
+def test_busy_claim_is_completed_without_sending() -> None:
+    processor, sender, ledger, _ = make()
+    ledger.rows["j2"] = {"status": "sending", "attempts": 1, "lease_until": 2e9}
+    assert run(processor, json.dumps({**SMS, "id": "j2"})).result == "in_progress"
+    assert sender.calls == []
+
+
+def test_expired_claim_is_reported_not_resent() -> None:
+    processor, sender, ledger, queues = make()
+    ledger.rows["j3"] = {"status": "sending", "attempts": 1, "lease_until": 1.0}
+    assert run(processor, json.dumps({**SMS, "id": "j3"})).result == "rejected"
+    assert json.loads(queues.texts(REJECTED)[0])["kind"] == "outcome_unknown"
+    assert ledger.rows["j3"]["status"] == "unknown"
+    assert sender.calls == []
+
+
+def test_unexpected_error_releases_the_claim_and_raises() -> None:
+    processor, sender, ledger, _ = make(RuntimeError("bug"))
+    with pytest.raises(RuntimeError):
+        run(processor, json.dumps(SMS))
+    assert ledger.rows["msg-m-1"]["status"] == "retrying"
+    assert run(processor, json.dumps(SMS)).result == "sent"  # the host's retry
+
+
+def test_concurrent_deliveries_send_once() -> None:
+    class SlowSender(FakeSender):
+        async def send(self, job: Any, from_number: str) -> Sent:
+            await asyncio.sleep(0.01)
+            return await super().send(job, from_number)
+
+    sender, ledger, queues = SlowSender(), MemoryLedger(), MemoryQueues()
+    processor = OutboundProcessor(settings(), sender, ledger, queues)
+    text = json.dumps({**SMS, "id": "same"})
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(*(processor.process(QueueItem(f"m{i}", text))
+                                      for i in range(5)))
+
+    results = sorted(o.result for o in asyncio.run(both()))
+    assert results == ["in_progress"] * 4 + ["sent"]
+    assert len(sender.calls) == 1
