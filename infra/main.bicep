@@ -1,0 +1,168 @@
+// The whole app: resource group, identity, storage, Key Vault, monitoring, Flex Consumption
+// function app, and the roles that tie them together. Deploy with `azd up`, or
+// `az deployment sub create -l <region> -f infra/main.bicep -p environmentName=<name> location=<region>`.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Environment name; with the subscription and region it makes every resource name unique.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource (one that offers Flex Consumption).')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Object id of the deploying user, for the roles local debugging needs. Empty: none.')
+param principalId string = ''
+
+@description('Default sender and caller ID, E.164. Empty: every job must carry "from".')
+param twilioFromNumber string = ''
+
+@secure()
+@description('Optional: seed the Twilio Account SID secret. Empty: set it after deployment.')
+param twilioAccountSid string = ''
+
+@secure()
+@description('Optional: seed the Twilio auth token secret. Empty: set it after deployment.')
+param twilioAuthToken string = ''
+
+@description('Outbound queue name (3-54 lowercase letters, digits, dashes).')
+param outboundQueueName string = 'twilio-outbound'
+
+@description('Table for the exactly-once jobs ledger.')
+param jobsTableName string = 'twiliojobs'
+
+@description('What incoming callers hear.')
+param voiceGreeting string = 'Hello. Thanks for calling. Goodbye.'
+
+@description('Reply to incoming SMS; empty for none.')
+param smsAutoReply string = 'Thanks for your message. We will get back to you soon.'
+
+@description('Most instances the app scales out to (Flex Consumption).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory per instance, MB (Flex Consumption).')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+var accountSidSecretName = 'twilio-account-sid'
+var authTokenSecretName = 'twilio-auth-token'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+// The app's own identity: every other resource trusts it by role, none by key.
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// Logs and telemetry, signed in by identity (local auth off).
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// Host storage, the deployment package, the outbound queues and the jobs ledger.
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    outboundQueueName: outboundQueueName
+    jobsTableName: jobsTableName
+  }
+}
+
+// Where the Twilio Account SID and auth token live.
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    accountSidSecretName: accountSidSecretName
+    authTokenSecretName: authTokenSecretName
+    twilioAccountSid: twilioAccountSid
+    twilioAuthToken: twilioAuthToken
+  }
+}
+
+// The function app on a Flex Consumption plan, configured with the settings the app reads.
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    keyVaultUri: keyVault.outputs.uri
+    accountSidSecretName: accountSidSecretName
+    authTokenSecretName: authTokenSecretName
+    outboundQueueName: outboundQueueName
+    jobsTableName: jobsTableName
+    twilioFromNumber: twilioFromNumber
+    voiceGreeting: voiceGreeting
+    smsAutoReply: smsAutoReply
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+// Data-plane roles for the app identity (and the deploying user, if given).
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output FUNCTION_APP_HOST string = api.outputs.defaultHostName
+output TWILIO_VOICE_WEBHOOK_URL string = 'https://${api.outputs.defaultHostName}/api/voice'
+output TWILIO_SMS_WEBHOOK_URL string = 'https://${api.outputs.defaultHostName}/api/sms'
+output TWILIO_STATUS_CALLBACK_URL string = 'https://${api.outputs.defaultHostName}/api/status'
+output KEY_VAULT_NAME string = keyVault.outputs.name
+output KEY_VAULT_URL string = keyVault.outputs.uri
+output OUTBOUND_QUEUE_NAME string = outboundQueueName
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
