@@ -67,6 +67,12 @@ REQUIRED_IN_AZURE = frozenset(
 )
 
 
+# Settings the Functions platform reads (not the app); infra/ sets them beside the app's.
+PLATFORM_SETTINGS = frozenset(
+    {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+)
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed. The message names the setting and the fix."""
 

@@ -26,8 +26,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   location: location
   tags: tags
   kind: 'StorageV2'
-  // Zone-redundant: queued jobs survive a zone outage. In a region without ZRS use Standard_GRS.
-  sku: { name: 'Standard_ZRS' }
+  // Zone- and geo-redundant: queued jobs survive a zone or region outage. Where GZRS is not
+  // offered, use Standard_GRS.
+  sku: { name: 'Standard_GZRS' }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
