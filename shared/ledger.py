@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 PARTITION = "job"
+WEBHOOK_PARTITION = "webhook-token"
 # How long a claim holds: longer than one Twilio request can take (timeout 15 s).
 LEASE_SECONDS = 60.0
 
@@ -36,6 +37,7 @@ class Ledger(Protocol):
     async def claim(self, key: str, message_id: str) -> Claim: ...
     async def record(self, key: str, **fields: Any) -> None: ...
     async def get(self, key: str) -> dict[str, Any] | None: ...
+    async def first_time(self, token: str) -> bool: ...
 
 
 class TableLedger:
@@ -116,6 +118,19 @@ class TableLedger:
             return dict(await table.get_entity(PARTITION, key))
         except ResourceNotFoundError:
             return None
+
+    async def first_time(self, token: str) -> bool:
+        """True the first time a webhook idempotency token is seen (a conditional insert)."""
+        from azure.core.exceptions import ResourceExistsError
+
+        table = await self._client()
+        row_key = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in token)[:512]
+        try:
+            await table.create_entity({"PartitionKey": WEBHOOK_PARTITION, "RowKey": row_key,
+                                       "seen_at": self._clock()})
+        except ResourceExistsError:
+            return False
+        return True
 
     async def close(self) -> None:
         if self._table is not None:

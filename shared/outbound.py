@@ -68,13 +68,15 @@ def retry_delay(kind: str, attempts: int) -> int:
 class OutboundProcessor:
     def __init__(self, settings: Settings, sender: Sender, ledger: Ledger, queues: QueueWriter,
                  *, max_attempts: int = MAX_ATTEMPTS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 delays: Callable[[str, int], int] = retry_delay) -> None:
         self.settings = settings
         self.sender = sender
         self.ledger = ledger
         self.queues = queues
         self.max_attempts = max_attempts
         self.clock = clock
+        self.delays = delays
 
     async def process(self, item: QueueItem) -> Outcome:
         try:
@@ -138,7 +140,7 @@ class OutboundProcessor:
             return Outcome("poisoned", key, reason=failure.reason)
         # Release the claim first: if the copy below is never written, the host redelivers
         # this message and it can claim again.
-        delay = retry_delay(failure.kind, attempts)
+        delay = self.delays(failure.kind, attempts)
         await self.ledger.record(key, status="retrying", last_error=failure.reason,
                                  twilio_code=failure.twilio_code)
         copy = json.dumps(jobs.to_dict(replace(job, id=key)), ensure_ascii=False)

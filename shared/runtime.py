@@ -42,8 +42,8 @@ class Runtime:
         twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client)
         ledger = TableLedger(lambda: storage.table(settings.jobs_table_name))
         processor = OutboundProcessor(settings, twilio, ledger, storage)
-        return cls(settings, credentials, Webhooks(settings, credentials), storage, twilio,
-                   processor)
+        return cls(settings, credentials, Webhooks(settings, credentials, ledger), storage,
+                   twilio, processor)
 
     async def close(self) -> None:
         await self.twilio.close()

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from shared import signature, twiml
 from shared.credentials import CredentialCache
+from shared.ledger import Ledger
 from shared.settings import Settings
 from shared.signature import FormParams
 
@@ -57,6 +58,7 @@ class Call:
 
     params: FormParams  # query parameters, then form fields (the query wins on a clash)
     public_url: str
+    idempotency_token: str | None = None  # Twilio's I-Twilio-Idempotency-Token
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.first(name, default)
@@ -80,9 +82,11 @@ Handler = Callable[[Call], Awaitable[WebhookResponse]]
 
 
 class Webhooks:
-    def __init__(self, settings: Settings, credentials: CredentialCache) -> None:
+    def __init__(self, settings: Settings, credentials: CredentialCache,
+                 ledger: Ledger | None = None) -> None:
         self.settings = settings
         self.credentials = credentials
+        self.ledger = ledger
         self.routes: dict[str, Handler] = {
             "voice": self.voice,
             "sms": self.sms,
@@ -110,6 +114,8 @@ class Webhooks:
         return WebhookResponse(200, twiml.say_or_play(call.indexed("Message"), speech))
 
     async def status(self, call: Call) -> WebhookResponse:
+        if not await self._first_delivery(call):
+            return WebhookResponse(204, "", "text/plain")  # Twilio's retry: done already
         sid = call.get("MessageSid") or call.get("CallSid") or "-"
         status = call.get("MessageStatus") or call.get("CallStatus") or call.get("SmsStatus")
         error = call.get("ErrorCode")
@@ -117,6 +123,12 @@ class Webhooks:
         log.log(log_at, "status callback sid=%s status=%s error_code=%s",
                 sid, status or "-", error or "-")
         return WebhookResponse(204, "", "text/plain")
+
+    async def _first_delivery(self, call: Call) -> bool:
+        """False when Twilio retries a webhook whose side effects already happened."""
+        if not call.idempotency_token or self.ledger is None:
+            return True
+        return await self.ledger.first_time(call.idempotency_token)
 
     # Answers that depend only on settings are rendered once.
     @cached_property
@@ -160,7 +172,7 @@ class Webhooks:
                 raise BadRequest(403, "Invalid X-Twilio-Signature.")
         params = FormParams(form or {})
         params.update(query)
-        return Call(params, url)
+        return Call(params, url, request.headers.get("i-twilio-idempotency-token"))
 
 
 def _decode(body: bytes) -> str:

@@ -52,6 +52,9 @@ class _Server(ThreadingHTTPServer):
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeouts are part of the fault plans) is not an error
+
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
         with self.owner.lock:
@@ -138,6 +141,12 @@ class TwilioDouble(LoopbackServer):
         self.latency = latency
         self.upstream = upstream
         self.auth_token: str | None = None  # when set, other tokens get Twilio's 401
+        # Replies per recipient (`To`), used first: fault plans that survive concurrency.
+        self.by_to: dict[str, list[Reply]] = {}
+
+    def sent(self) -> list[Recorded]:
+        """Create requests that succeeded."""
+        return [r for r in self.creates() if 200 <= r.status < 300]
 
     def _authorised(self, req: Recorded) -> bool:
         if self.auth_token is None:
@@ -157,7 +166,12 @@ class TwilioDouble(LoopbackServer):
 
     def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
         with self.lock:
-            reply = self.script.pop(0) if self.script else None
+            to = req.form.get("To", [""])[0] if req.method == "POST" else ""
+            planned = self.by_to.get(to)
+            if planned:
+                reply = planned.pop(0)
+            else:
+                reply = self.script.pop(0) if self.script else None
         if self.latency:
             time.sleep(self.latency)
         if not self._authorised(req):

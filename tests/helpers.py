@@ -122,6 +122,13 @@ class MemoryLedger:
     async def get(self, key: str) -> dict[str, Any] | None:
         return self.rows.get(key)
 
+    async def first_time(self, token: str) -> bool:
+        key = f"token:{token}"
+        if key in self.rows:
+            return False
+        self.rows[key] = {}
+        return True
+
 
 _FUNCTIONS: dict[str, Any] = {}
 

@@ -122,3 +122,36 @@ def _fast_retry(kv: KeyVaultDouble, tls: Tls) -> Any:
                             verify_challenge_resource=False, retry_total=2,
                             retry_backoff_factor=0.01, retry_backoff_max=0.05)
     return build
+
+
+def test_vault_unreachable_job_is_retried_not_lost(
+        managed_identity: ManagedIdentityDouble, tls: Tls, storage_env: dict[str, str],
+        twilio_double: TwilioDouble) -> None:
+    from devhost.services import free_port
+
+    closed = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = Settings.from_env(env(KEY_VAULT_URL=closed, TWILIO_ACCOUNT_SID=None,
+                                     TWILIO_AUTH_TOKEN=None, TWILIO_API_BASE_URL=twilio_double.url,
+                                     **storage_env))
+
+    def factory() -> Any:
+        from azure.identity import DefaultAzureCredential
+        from azure.keyvault.secrets import SecretClient
+
+        return SecretClient(closed, DefaultAzureCredential(), connection_verify=tls.ca_path,
+                            verify_challenge_resource=False, retry_total=1,
+                            retry_backoff_factor=0.01)
+
+    rt = Runtime.build(settings, secret_client_factory=factory)
+
+    async def go() -> Any:
+        try:
+            return await rt.processor.process(QueueItem("m1", json.dumps(SMS)))
+        finally:
+            await rt.close()
+
+    outcome = asyncio.run(go())
+    assert outcome.result == "retry_scheduled"
+    assert outcome.reason.startswith(f"Twilio credentials unavailable: Key Vault {closed} is "
+                                     "unreachable")
+    assert twilio_double.creates() == []

@@ -1,0 +1,114 @@
+"""Property tests: whatever arrives at a webhook, the answer is a 4xx or valid TwiML,
+never a 500; and Twilio's retries do not repeat side effects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+from urllib.parse import quote, urlencode
+from xml.etree import ElementTree
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.credentials import CredentialCache, EnvironmentSource
+from shared.webhooks import WebhookRequest, Webhooks
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, MemoryLedger, sign
+from tests.helpers import settings as app_settings
+
+ROUTES = ["voice", "sms", "twiml/message", "status"]
+BASE = "https://func-x.azurewebsites.net/api/"
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)
+fields = st.dictionaries(st.one_of(text, st.sampled_from(
+    ["Message", "Message[0]", "Message[1]", "Message[999999]", "Message[]", "Voice", "Language",
+     "Body", "From", "To", "MessageSid", "CallSid", "MessageStatus", "ErrorCode"])),
+    text, max_size=12)
+
+
+def hooks() -> Webhooks:
+    creds = CredentialCache(EnvironmentSource(ACCOUNT_SID, AUTH_TOKEN))
+    return Webhooks(app_settings(WEBHOOK_BASE_URL="https://func-x.azurewebsites.net"), creds,
+                    MemoryLedger())
+
+
+def check(response: Any) -> None:
+    assert response.status in (200, 204, 400, 403, 413, 415), response
+    if response.status == 200:
+        root = ElementTree.fromstring(response.body.encode())
+        assert root.tag == "Response"
+    elif response.status >= 400:
+        assert response.content_type.startswith("text/plain")
+        assert "<Response" not in response.body
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(route=st.sampled_from(ROUTES), form=fields, query=fields,
+       method=st.sampled_from(["POST", "GET"]), signed=st.booleans())
+def test_signed_or_not_any_fields_get_4xx_or_twiml(route: str, form: dict[str, str],
+                                                   query: dict[str, str], method: str,
+                                                   signed: bool) -> None:
+    url = BASE + route + ("?" + urlencode(query) if query else "")
+    body = urlencode(form).encode() if method == "POST" else b""
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if signed:
+        headers["x-twilio-signature"] = sign(url, form if method == "POST" else None)
+    response = asyncio.run(hooks().handle(route, WebhookRequest(method, url, headers, body)))
+    check(response)
+    if signed:
+        assert response.status in (200, 204)
+    else:
+        assert response.status == 403
+
+
+@settings(max_examples=150, deadline=None)
+@given(route=st.sampled_from(ROUTES), body=st.binary(max_size=3000),
+       content_type=st.sampled_from(["application/x-www-form-urlencoded", "application/json",
+                                     "text/plain", "", "multipart/form-data; boundary=x",
+                                     "application/x-www-form-urlencoded; charset=latin-1"]),
+       raw_query=st.text(max_size=100).map(lambda s: quote(s, safe="=&%[]")))
+def test_odd_bodies_and_queries_never_500(route: str, body: bytes, content_type: str,
+                                          raw_query: str) -> None:
+    url = BASE + route + "?" + raw_query
+    for signature in (None, "x", sign(url)):
+        headers = {"content-type": content_type}
+        if signature:
+            headers["x-twilio-signature"] = signature
+        check(asyncio.run(hooks().handle(route, WebhookRequest("POST", url, headers, body))))
+
+
+def test_huge_body_is_413() -> None:
+    body = b"Body=" + b"x" * (2 * 1024 * 1024)
+    response = asyncio.run(hooks().handle("sms", WebhookRequest(
+        "POST", BASE + "sms", {"content-type": "application/x-www-form-urlencoded",
+                               "x-twilio-signature": "x"}, body)))
+    assert response.status == 413
+
+
+def test_json_body_signed_with_body_sha256() -> None:
+    body = '{"CallSid": "CA1", "Digits": "1"}'
+    url = BASE + "voice?bodySHA256=" + hashlib.sha256(body.encode()).hexdigest()
+    headers = {"content-type": "application/json", "x-twilio-signature": sign(url)}
+    ok = asyncio.run(hooks().handle("voice", WebhookRequest("POST", url, headers,
+                                                            body.encode())))
+    assert ok.status == 200
+    tampered = asyncio.run(hooks().handle("voice", WebhookRequest(
+        "POST", url, headers, body.replace('"1"', '"2"').encode())))
+    assert tampered.status == 403
+
+
+def test_twilio_retry_with_same_idempotency_token_logs_once(caplog: Any) -> None:
+    hook = hooks()
+    form = {"MessageSid": "SM9", "MessageStatus": "delivered"}
+    url = BASE + "status"
+    headers = {"content-type": "application/x-www-form-urlencoded",
+               "x-twilio-signature": sign(url, form),
+               "i-twilio-idempotency-token": "tok-123"}
+    request = WebhookRequest("POST", url, headers, urlencode(form).encode())
+    for _ in range(3):
+        assert asyncio.run(hook.handle("status", request)).status == 204
+    lines = [r for r in caplog.records if r.name == "shared.webhooks"
+             and r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in lines] == [
+        "status callback sid=SM9 status=delivered error_code=-"]
