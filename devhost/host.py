@@ -96,6 +96,16 @@ def resolve(name: str, env: Mapping[str, str]) -> str:
     return re.sub(r"%([^%]+)%", sub, name)
 
 
+_FUNCTIONS: dict[int, list[Any]] = {}
+
+
+def functions_of(app: func.FunctionApp) -> list[Any]:
+    """`app.get_functions()`, once per app: the library refuses a second call."""
+    if id(app) not in _FUNCTIONS:
+        _FUNCTIONS[id(app)] = app.get_functions()
+    return _FUNCTIONS[id(app)]
+
+
 async def _call(fn: Any, arg: Any) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn(arg)
@@ -109,7 +119,7 @@ class DevHost:
         self.route_prefix = host_json.get("extensions", {}).get("http", {}).get(
             "routePrefix", "api")
         self.queue_options = QueueOptions.from_host_json(host_json)
-        self.functions = app.get_functions()  # once: a second call raises
+        self.functions = functions_of(app)
         self.http = [f for f in self.functions if isinstance(f.get_trigger(), HttpTrigger)]
         self.queues = [f for f in self.functions if isinstance(f.get_trigger(), QueueTrigger)]
         self.stats = {"invocations": 0, "failures": 0, "poisoned": 0}

@@ -130,14 +130,10 @@ class MemoryLedger:
         return True
 
 
-_FUNCTIONS: dict[str, Any] = {}
-
-
 def trigger(name: str) -> Any:
-    """The user function registered under `name` in function_app (looked up once: the
-    library refuses a second `get_functions()`)."""
-    if not _FUNCTIONS:
-        import function_app
+    """The user function registered under `name` in function_app."""
+    import function_app
+    from devhost.host import functions_of
 
-        _FUNCTIONS.update({f.get_function_name(): f for f in function_app.app.get_functions()})
-    return _FUNCTIONS[name].get_user_function()
+    [fn] = [f for f in functions_of(function_app.app) if f.get_function_name() == name]
+    return fn.get_user_function()
