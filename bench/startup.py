@@ -57,23 +57,24 @@ def webhook_cost(n: int) -> list[tuple[str, float, float, float, float]]:
     message_url = (base + "twiml/message?Message%5B0%5D=Hello"
                    "&Message%5B1%5D=https%3A%2F%2Fx.test%2Fa.mp3")
 
-    def baseline_voice(url: str, body: bytes, sig: str) -> str:
+    def validated(url: str, body: bytes, sig: str) -> None:
         params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         assert RequestValidator(AUTH_TOKEN).validate(url, params, sig)
+
+    def baseline_voice(url: str, body: bytes, sig: str) -> str:
+        validated(url, body, sig)
         r = VoiceResponse()
         r.say(DEFAULT_GREETING)
         return str(r)
 
     def baseline_sms(url: str, body: bytes, sig: str) -> str:
-        params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        assert RequestValidator(AUTH_TOKEN).validate(url, params, sig)
+        validated(url, body, sig)
         r = MessagingResponse()
         r.message(DEFAULT_SMS_REPLY)
         return str(r)
 
     def baseline_message(url: str, body: bytes, sig: str) -> str:
-        params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        assert RequestValidator(AUTH_TOKEN).validate(url, params, sig)
+        validated(url, body, sig)
         query = parse_qs(url.split("?", 1)[1])
         r = VoiceResponse()
         r.say(query["Message[0]"][0])
