@@ -74,8 +74,10 @@ def parse(raw: bytes | str) -> Job:
 def from_dict(doc: Any) -> Job:
     if not isinstance(doc, dict):
         raise JobRejected(f"a job must be a JSON object, not {type(doc).__name__}")
-    errors = sorted(_validator().iter_errors(doc), key=_error_order)
-    if errors:
+    validator = _validator()
+    # is_valid is the fast path; the errors are collected only for a job that fails.
+    if not validator.is_valid(doc):
+        errors = sorted(validator.iter_errors(doc), key=_error_order)
         messages = list(dict.fromkeys(_describe(e, doc) for e in errors))
         raise JobRejected("; ".join(messages))
     if "twiml" in doc:
