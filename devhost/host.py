@@ -146,7 +146,8 @@ class DevHost:
             body = await request.read()
             req = func.HttpRequest(method=request.method, url=str(request.url),
                                    headers=dict(request.headers),
-                                   params=dict(request.query), body=body)
+                                   params=dict(request.query), body=body,
+                                   route_params=dict(request.match_info))
             self.stats["invocations"] += 1
             try:
                 res = await _call(user_fn, req)

@@ -37,7 +37,8 @@ class Ledger(Protocol):
     async def claim(self, key: str, message_id: str) -> Claim: ...
     async def record(self, key: str, **fields: Any) -> None: ...
     async def get(self, key: str) -> dict[str, Any] | None: ...
-    async def first_time(self, token: str) -> bool: ...
+    async def token_seen(self, token: str) -> bool: ...
+    async def remember_token(self, token: str) -> None: ...
 
 
 class TableLedger:
@@ -119,19 +120,29 @@ class TableLedger:
         except ResourceNotFoundError:
             return None
 
-    async def first_time(self, token: str) -> bool:
-        """True the first time a webhook idempotency token is seen (a conditional insert)."""
-        from azure.core.exceptions import ResourceExistsError
+    async def token_seen(self, token: str) -> bool:
+        """Whether a webhook's side effects already happened (its idempotency token)."""
+        from azure.core.exceptions import ResourceNotFoundError
 
         table = await self._client()
-        row_key = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in token)[:512]
         try:
-            await table.create_entity({"PartitionKey": WEBHOOK_PARTITION, "RowKey": row_key,
-                                       "seen_at": self._clock()})
-        except ResourceExistsError:
+            await table.get_entity(WEBHOOK_PARTITION, _row_key(token))
+        except ResourceNotFoundError:
             return False
         return True
+
+    async def remember_token(self, token: str) -> None:
+        from azure.data.tables import UpdateMode
+
+        table = await self._client()
+        await table.upsert_entity({"PartitionKey": WEBHOOK_PARTITION, "RowKey": _row_key(token),
+                                   "seen_at": self._clock()}, mode=UpdateMode.REPLACE)
 
     async def close(self) -> None:
         if self._table is not None:
             await self._table.close()
+
+
+def _row_key(token: str) -> str:
+    """Table keys refuse / \\ # ? and control characters."""
+    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in token)[:512]

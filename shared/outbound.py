@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from shared import jobs
 from shared.failures import Failure, classify
@@ -106,7 +107,7 @@ class OutboundProcessor:
             return outcome
 
         try:
-            sent = await self.sender.send(job, from_number)
+            sent = await self.sender.send(self._with_status_callback(job, key), from_number)
         except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
             failure = classify(exc)
             if failure is None:
@@ -121,6 +122,14 @@ class OutboundProcessor:
         log.info("job %s: sent as %s (message %s, attempt %d)", key, sent.sid, item.id,
                  claim.attempts)
         return Outcome("sent", key, sent.sid)
+
+    def _with_status_callback(self, job: Job, key: str) -> Job:
+        """Default: our own status route, which publishes each status as an event and records
+        it on the job's ledger row. A producer's own `status_callback` replaces it."""
+        if job.status_callback is not None or not self.settings.webhook_base_url:
+            return job
+        return replace(job, status_callback=f"{self.settings.webhook_base_url}/api/status"
+                                            f"?job={quote(key, safe='')}")
 
     async def _failed(self, item: QueueItem, job: Job, key: str, attempts: int,
                       failure: Failure) -> Outcome:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.credentials import CredentialCache, source_for
-from shared.ledger import TableLedger
-from shared.outbound import OutboundProcessor
+from shared.ledger import Ledger, TableLedger
+from shared.outbound import OutboundProcessor, QueueWriter
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.twilio_rest import TwilioApi
@@ -32,7 +32,10 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, *, secret_client_factory: Callable[[], Any] | None = None,
-              twilio_http_client: Any = None) -> Runtime:
+              twilio_http_client: Any = None, ledger: Ledger | None = None,
+              queues: QueueWriter | None = None) -> Runtime:
+        """The process's objects; `ledger` and `queues` replace the storage-backed ones
+        (tests pass in-memory fakes)."""
         # The Azure SDKs log every HTTP request at INFO: keep that out of App Insights.
         logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
             logging.WARNING)
@@ -40,14 +43,16 @@ class Runtime:
                                       ttl_seconds=settings.secrets_ttl_seconds)
         storage = Storage(settings.storage)
         twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client)
-        ledger = TableLedger(lambda: storage.table(settings.jobs_table_name))
-        processor = OutboundProcessor(settings, twilio, ledger, storage)
-        return cls(settings, credentials, Webhooks(settings, credentials, ledger), storage,
-                   twilio, processor)
+        ledger = ledger or TableLedger(lambda: storage.table(settings.jobs_table_name))
+        queues = queues or storage
+        processor = OutboundProcessor(settings, twilio, ledger, queues)
+        return cls(settings, credentials, Webhooks(settings, credentials, ledger, queues),
+                   storage, twilio, processor)
 
     async def close(self) -> None:
         await self.twilio.close()
-        await self.processor.ledger.close()  # type: ignore[attr-defined]
+        if isinstance(self.processor.ledger, TableLedger):
+            await self.processor.ledger.close()
         await self.storage.close()
 
 

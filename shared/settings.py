@@ -6,13 +6,16 @@ every name the app reads, and a test keeps the Bicep in step with it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+from shared.callflow import CallFlow, CallFlowError
+from shared.numbers import E164
+
 # Key Vault secret names: 1-127 of letters, digits and dashes.
 _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 # Storage queue names: 3-63 of lowercase letters, digits and single dashes; we append
@@ -42,6 +45,10 @@ SETTING_NAMES = frozenset(
         "JOBS_TABLE_NAME",
         "VOICE_GREETING",
         "SMS_AUTO_REPLY",
+        "SMS_KEYWORDS",
+        "CALL_FLOW",
+        "INBOUND_QUEUE_NAME",
+        "STATUS_QUEUE_NAME",
         "AZURE_CLIENT_ID",
         STORAGE_PREFIX,
         f"{STORAGE_PREFIX}__accountName",
@@ -107,6 +114,10 @@ class Settings:
     jobs_table_name: str = "twiliojobs"
     voice_greeting: str = DEFAULT_GREETING
     sms_auto_reply: str | None = DEFAULT_SMS_REPLY
+    sms_keywords: Mapping[str, str] = field(default_factory=dict)  # KEYWORD -> reply
+    call_flow: CallFlow | None = None
+    inbound_queue_name: str = "twilio-inbound"
+    status_queue_name: str = "twilio-status"
     azure_client_id: str | None = None
     storage: StorageSettings = field(default_factory=StorageSettings)
 
@@ -154,6 +165,16 @@ class Settings:
                 "a storage table name: a letter, then 2-62 letters or digits") or "twiliojobs",
             voice_greeting=read.text("VOICE_GREETING") or DEFAULT_GREETING,
             sms_auto_reply=_auto_reply(read.text("SMS_AUTO_REPLY", keep_empty=True)),
+            sms_keywords=_keywords(read.text("SMS_KEYWORDS")),
+            call_flow=_call_flow(read.text("CALL_FLOW")),
+            inbound_queue_name=read.matching(
+                "INBOUND_QUEUE_NAME", _QUEUE_NAME,
+                "a storage queue name: 3-54 lowercase letters, digits and single dashes",
+            ) or "twilio-inbound",
+            status_queue_name=read.matching(
+                "STATUS_QUEUE_NAME", _QUEUE_NAME,
+                "a storage queue name: 3-54 lowercase letters, digits and single dashes",
+            ) or "twilio-status",
             azure_client_id=read.text("AZURE_CLIENT_ID"),
             storage=_storage(read),
         )
@@ -173,6 +194,32 @@ def _auto_reply(value: str | None) -> str | None:
     if value is None:
         return DEFAULT_SMS_REPLY
     return value or None  # empty: no reply
+
+
+def _keywords(text: str | None) -> dict[str, str]:
+    """SMS_KEYWORDS: a JSON object mapping a first word to its reply."""
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"SMS_KEYWORDS is not JSON ({exc.msg}); expected an object such "
+                            'as {"HOURS": "We are open 9 to 5."}.') from None
+    if not isinstance(doc, dict) or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, str) and v
+            for k, v in doc.items()):
+        raise SettingsError('SMS_KEYWORDS must map words to non-empty replies, e.g. '
+                            '{"HOURS": "We are open 9 to 5."}.')
+    return {k.strip().upper(): v for k, v in doc.items()}
+
+
+def _call_flow(text: str | None) -> CallFlow | None:
+    if not text:
+        return None
+    try:
+        return CallFlow.parse(text)
+    except CallFlowError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _storage(read: _Reader) -> StorageSettings:

@@ -6,24 +6,25 @@ Framework-free: the HTTP triggers turn the host's request into a `WebhookRequest
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from shared import signature, twiml
+from shared import events, signature, twiml, twimlets
 from shared.credentials import CredentialCache
 from shared.ledger import Ledger
 from shared.settings import Settings
 from shared.signature import FormParams
+from shared.twimlets import Links, Params, TwimletError
 
 log = logging.getLogger(__name__)
 
 # Twilio's webhook requests are a few KB; anything far larger is not from Twilio.
 MAX_BODY_BYTES = 256 * 1024
-_INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>\d{0,6})\]$")
 
 
 @dataclass(frozen=True)
@@ -63,72 +64,119 @@ class Call:
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.first(name, default)
 
-    def indexed(self, name: str) -> list[str]:
-        """`Name`, then `Name[0]`, `Name[1]` ... in index order, then `Name[]` in order sent."""
-        plain = list(self.params.get(name, []))
-        numbered: list[tuple[int, str]] = []
-        appended: list[str] = []
-        for key, items in self.params.items():
-            m = _INDEXED.match(key)
-            if m and m["name"] == name:
-                if m["index"]:
-                    numbered.extend((int(m["index"]), v) for v in items)
-                else:
-                    appended.extend(items)
-        return plain + [v for _, v in sorted(numbered, key=lambda pair: pair[0])] + appended
-
 
 Handler = Callable[[Call], Awaitable[WebhookResponse]]
 
 
+class QueueWriter(Protocol):
+    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str: ...
+
+
 class Webhooks:
     def __init__(self, settings: Settings, credentials: CredentialCache,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, queues: QueueWriter | None = None) -> None:
         self.settings = settings
         self.credentials = credentials
         self.ledger = ledger
+        self.queues = queues
         self.routes: dict[str, Handler] = {
             "voice": self.voice,
             "sms": self.sms,
-            "twiml/message": self.message_twimlet,
             "status": self.status,
+            **{f"twiml/{name}": self._twimlet(name) for name in twimlets.TWIMLETS},
         }
 
     async def handle(self, route: str, request: WebhookRequest) -> WebhookResponse:
+        handler = self.routes.get(route)
+        if handler is None:
+            return WebhookResponse.text(404, f"No such route: {route}.")
         try:
             call = await self._verify(request)
+            return await handler(call)
         except BadRequest as exc:
             return WebhookResponse.text(exc.status, str(exc))
-        return await self.routes[route](call)
+        except TwimletError as exc:
+            return WebhookResponse.text(400, str(exc))
+        except Exception:  # noqa: BLE001 - a dependency (storage) failed: Twilio retries a 503
+            log.exception("webhook %s failed", route)
+            return WebhookResponse.text(503, "Temporarily unavailable; please retry.")
 
     # -- routes ------------------------------------------------------------------------
 
     async def voice(self, call: Call) -> WebhookResponse:
-        return WebhookResponse(200, self._greeting)
+        flow = self.settings.call_flow
+        if flow is None:
+            return WebhookResponse(200, self._greeting)
+        return WebhookResponse(200, flow.render(call.get("From"), self.settings.voice_greeting,
+                                                Links(call.public_url)))
 
     async def sms(self, call: Call) -> WebhookResponse:
+        async def publish() -> None:
+            await self._publish(self.settings.inbound_queue_name,
+                                events.inbound_sms(call.params))
+
+        await self._once(call, publish)
+        word = (call.get("Body") or "").strip().split(maxsplit=1)
+        keyword = word[0].strip(".,!?").upper() if word else ""
+        if keyword in self._keyword_replies:
+            return WebhookResponse(200, self._keyword_replies[keyword])
         return WebhookResponse(200, self._sms_reply)
 
-    async def message_twimlet(self, call: Call) -> WebhookResponse:
-        speech = twiml.Speech(call.get("Voice"), call.get("Language"))
-        return WebhookResponse(200, twiml.say_or_play(call.indexed("Message"), speech))
-
     async def status(self, call: Call) -> WebhookResponse:
-        if not await self._first_delivery(call):
-            return WebhookResponse(204, "", "text/plain")  # Twilio's retry: done already
-        sid = call.get("MessageSid") or call.get("CallSid") or "-"
-        status = call.get("MessageStatus") or call.get("CallStatus") or call.get("SmsStatus")
-        error = call.get("ErrorCode")
-        log_at = logging.WARNING if error or status in ("failed", "undelivered") else logging.INFO
-        log.log(log_at, "status callback sid=%s status=%s error_code=%s",
-                sid, status or "-", error or "-")
+        job_id = call.get("job")
+        event = events.status(call.params, job_id)
+
+        async def record() -> None:
+            log_at = logging.WARNING if event["error_code"] or event["status"] in (
+                "failed", "undelivered", "busy", "no-answer") else logging.INFO
+            log.log(log_at, "status callback sid=%s status=%s error_code=%s",
+                    event["sid"] or "-", event["status"] or "-", event["error_code"] or "-")
+            await self._publish(self.settings.status_queue_name, event)
+            if job_id and self.ledger is not None:
+                await self.ledger.record(job_id, twilio_status=event["status"],
+                                         twilio_error_code=event["error_code"])
+
+        await self._once(call, record)
         return WebhookResponse(204, "", "text/plain")
 
-    async def _first_delivery(self, call: Call) -> bool:
-        """False when Twilio retries a webhook whose side effects already happened."""
-        if not call.idempotency_token or self.ledger is None:
-            return True
-        return await self.ledger.first_time(call.idempotency_token)
+    def _twimlet(self, name: str) -> Handler:
+        build = twimlets.TWIMLETS[name]
+
+        async def handler(call: Call) -> WebhookResponse:
+            result = build(Params(call.params), Links(call.public_url))
+            if result.jobs:
+                async def enqueue() -> None:
+                    for job in result.jobs:
+                        await self._put(self.settings.outbound_queue_name, job)
+                await self._once(call, enqueue)
+            return WebhookResponse(200, result.twiml)
+
+        return handler
+
+    # -- side effects: each once per Twilio delivery -----------------------------------------
+
+    async def _once(self, call: Call, effects: Callable[[], Awaitable[None]]) -> None:
+        """Run a webhook's side effects unless Twilio is retrying one that ran already
+        (same I-Twilio-Idempotency-Token). The token is remembered after the effects, so a
+        failure is retried by Twilio rather than lost."""
+        token = call.idempotency_token
+        if token and self.ledger is not None and await self.ledger.token_seen(token):
+            return
+        await effects()
+        if token and self.ledger is not None:
+            await self.ledger.remember_token(token)
+
+    async def _publish(self, queue_name: str, event: dict[str, object]) -> None:
+        if self.queues is not None:
+            await self._put(queue_name, event)
+
+    async def _put(self, queue_name: str, doc: Mapping[str, object]) -> None:
+        assert self.queues is not None
+        await self.queues.put(queue_name, json.dumps(doc, ensure_ascii=False))
+
+    @cached_property
+    def _keyword_replies(self) -> dict[str, str]:
+        return {k: twiml.message(v) for k, v in self.settings.sms_keywords.items()}
 
     # Answers that depend only on settings are rendered once.
     @cached_property

@@ -55,7 +55,10 @@ def http_request(url: str, form: Mapping[str, Any] | None = None, *, method: str
     all_headers.update(headers or {})
     if body is None:
         body = form_body(form) if form and method == "POST" else b""
-    return func.HttpRequest(method=method, url=url, headers=all_headers, body=body)
+    path = url.split("?", 1)[0]
+    route_params = {"name": path.rsplit("/twiml/", 1)[1]} if "/twiml/" in path else {}
+    return func.HttpRequest(method=method, url=url, headers=all_headers, body=body,
+                            route_params=route_params)
 
 
 class FakeSender:
@@ -122,12 +125,11 @@ class MemoryLedger:
     async def get(self, key: str) -> dict[str, Any] | None:
         return self.rows.get(key)
 
-    async def first_time(self, token: str) -> bool:
-        key = f"token:{token}"
-        if key in self.rows:
-            return False
-        self.rows[key] = {}
-        return True
+    async def token_seen(self, token: str) -> bool:
+        return f"token:{token}" in self.rows
+
+    async def remember_token(self, token: str) -> None:
+        self.rows[f"token:{token}"] = {}
 
 
 def trigger(name: str) -> Any:

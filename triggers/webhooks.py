@@ -50,10 +50,12 @@ async def sms(req: func.HttpRequest) -> func.HttpResponse:
     return await _handle("sms", req)
 
 
-@bp.function_name("twiml_message")
-@bp.route(route="twiml/message", methods=["GET", "POST"], auth_level=ANONYMOUS)
-async def twiml_message(req: func.HttpRequest) -> func.HttpResponse:
-    return await _handle("twiml/message", req)
+@bp.function_name("twimlet")
+@bp.route(route="twiml/{name}", methods=["GET", "POST"], auth_level=ANONYMOUS)
+async def twimlet(req: func.HttpRequest) -> func.HttpResponse:
+    """The twimlet drop-ins: message, echo, forward, voicemail, menu, simulring, findme,
+    conference, holdmusic."""
+    return await _handle(f"twiml/{req.route_params.get('name', '')}", req)
 
 
 @bp.function_name("status")

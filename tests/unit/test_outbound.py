@@ -180,3 +180,15 @@ def test_concurrent_deliveries_send_once() -> None:
     results = sorted(o.result for o in asyncio.run(both()))
     assert results == ["in_progress"] * 4 + ["sent"]
     assert len(sender.calls) == 1
+
+
+def test_default_status_callback_points_at_our_status_route() -> None:
+    processor, sender, ledger, queues = make(twilio_error(503),
+                                             WEBHOOK_BASE_URL="https://func-x.azurewebsites.net")
+    run(processor, json.dumps({**SMS, "id": "order:7"}))
+    assert sender.calls[0][0].status_callback == (
+        "https://func-x.azurewebsites.net/api/status?job=order%3A7")
+    [(copy, _)] = queues.messages[OUTBOUND]
+    assert "status_callback" not in json.loads(copy)  # the retry copy stays the producer's job
+    run(processor, json.dumps({**SMS, "status_callback": "https://mine.example/s"}))
+    assert sender.calls[1][0].status_callback == "https://mine.example/s"

@@ -12,7 +12,17 @@ from shared import runtime
 from shared.credentials import CredentialCache, TwilioCredentials
 from shared.runtime import Runtime
 from shared.webhooks import Webhooks
-from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, env, http_request, settings, sign, trigger
+from tests.helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    MemoryLedger,
+    MemoryQueues,
+    env,
+    http_request,
+    settings,
+    sign,
+    trigger,
+)
 
 XML = '<?xml version="1.0" encoding="UTF-8"?>'
 BASE = "http://localhost:7071/api"
@@ -23,16 +33,22 @@ def call(name: str, req: Any) -> Any:
     return asyncio.run(trigger(name)(req))
 
 
+def build(**overrides: str) -> Runtime:
+    return Runtime.build(settings(**overrides), ledger=MemoryLedger(), queues=MemoryQueues())
+
+
 @pytest.fixture(autouse=True)
 def app_runtime() -> Iterator[Runtime]:
-    rt = Runtime.build(settings())
+    rt = build()
     runtime.use(rt)
     yield rt
     asyncio.run(runtime.shutdown())
 
 
-def use_settings(**overrides: str) -> None:
-    runtime.use(Runtime.build(settings(**overrides)))
+def use_settings(**overrides: str) -> Runtime:
+    rt = build(**overrides)
+    runtime.use(rt)
+    return rt
 
 
 def test_voice_says_the_greeting() -> None:
@@ -64,7 +80,7 @@ def test_sms_auto_reply_and_no_reply() -> None:
 def test_message_twimlet_get() -> None:
     url = (f"{BASE}/twiml/message?Message%5B0%5D=Hello&Message%5B1%5D="
            "https%3A%2F%2Fx.test%2Fa.mp3&Message%5B2%5D=Bye&Voice=alice&Language=en-GB")
-    res = call("twiml_message", http_request(url, method="GET"))
+    res = call("twimlet", http_request(url, method="GET"))
     assert res.status_code == 200
     assert res.get_body().decode() == (
         XML + '<Response><Say language="en-GB" voice="alice">Hello</Say>'
@@ -74,7 +90,7 @@ def test_message_twimlet_get() -> None:
 
 def test_message_twimlet_post_orders_indexes_numerically() -> None:
     url = f"{BASE}/twiml/message?Message%5B10%5D=ten&Message%5B2%5D=two&Message=first"
-    res = call("twiml_message", http_request(url, CALL))
+    res = call("twimlet", http_request(url, CALL))
     assert res.get_body().decode() == (
         XML + "<Response><Say>first</Say><Say>two</Say><Say>ten</Say></Response>")
 
@@ -99,7 +115,7 @@ def test_health_needs_no_signature_and_shows_no_settings() -> None:
 
 
 @pytest.mark.parametrize("name, route", [("voice", "voice"), ("sms", "sms"),
-                                         ("twiml_message", "twiml/message"),
+                                         ("twimlet", "twiml/message"),
                                          ("status", "status")])
 def test_missing_and_wrong_signature_are_403_without_twiml(name: str, route: str) -> None:
     res = call(name, http_request(f"{BASE}/{route}", CALL, signature=""))

@@ -1,0 +1,49 @@
+"""Events for other Azure services: what happened on the phone, as JSON queue messages.
+
+Each event has a stable `event_id`; delivery is at least once (a queue), so consumers
+should drop an `event_id` they have seen. Version 1 fields are documented in the README.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from shared.signature import FormParams
+
+EVENT_VERSION = 1
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def inbound_sms(params: FormParams) -> dict[str, Any]:
+    first = params.first
+    sid = first("MessageSid") or first("SmsSid") or ""
+    media = []
+    count = first("NumMedia") or "0"
+    for i in range(int(count) if count.isdigit() else 0):
+        url = first(f"MediaUrl{i}")
+        if url:
+            media.append({"url": url, "content_type": first(f"MediaContentType{i}")})
+    return {"event_id": sid, "type": "sms.received", "version": EVENT_VERSION,
+            "message_sid": sid, "account_sid": first("AccountSid"), "from": first("From"),
+            "to": first("To"), "body": first("Body", ""), "media": media,
+            "received_at": _now()}
+
+
+def status(params: FormParams, job_id: str | None) -> dict[str, Any]:
+    first = params.first
+    is_call = bool(first("CallSid")) and not first("MessageSid")
+    sid = (first("CallSid") if is_call else first("MessageSid")) or ""
+    state = (first("CallStatus") if is_call else
+             first("MessageStatus") or first("SmsStatus")) or ""
+    event: dict[str, Any] = {
+        "event_id": f"{sid}:{state}", "type": "call.status" if is_call else "message.status",
+        "version": EVENT_VERSION, "sid": sid, "status": state, "job_id": job_id,
+        "error_code": first("ErrorCode"), "to": first("To"), "from": first("From"),
+        "at": _now()}
+    if is_call:
+        event["duration"] = first("CallDuration")
+    return event

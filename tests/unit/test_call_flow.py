@@ -1,0 +1,122 @@
+"""The incoming call flow from one JSON document, SMS keyword replies, and the events the
+webhooks publish for other services."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+
+from shared.settings import Settings, SettingsError
+from tests.helpers import env
+from tests.unit.test_twimlets import CALLER, ORIGIN, Twilio, X, action
+
+FLOW = {
+    "greeting": "Thanks for calling Acme.",
+    "blocklist": ["+15550009999"],
+    "forward": {"to": "+15551230000", "timeout": 15},
+    "voicemail": {"message": "Please leave a message.", "notify": "+15551239999"},
+}
+VOICE = f"{ORIGIN}/api/voice?code=k1"
+
+
+def test_no_flow_is_the_greeting() -> None:
+    assert Twilio().post(VOICE).body == X("<Say>Hello. Thanks for calling. Goodbye.</Say>")
+
+
+def test_blocklisted_caller_is_rejected() -> None:
+    twilio = Twilio(CALL_FLOW=json.dumps(FLOW))
+    assert twilio.post(VOICE, {"From": "+15550009999"}).body == X("<Reject />")
+
+
+def test_forward_then_voicemail_on_no_answer_walk() -> None:
+    twilio = Twilio(CALL_FLOW=json.dumps(FLOW))
+    res = twilio.post(VOICE)
+    forward = action(res.body, "Redirect", "")
+    voicemail = (f"{ORIGIN}/api/twiml/voicemail?Message=Please+leave+a+message."
+                 "&Notify=%2B15551239999&code=k1")
+    assert forward == (f"{ORIGIN}/api/twiml/forward?PhoneNumber=%2B15551230000&Timeout=15&"
+                       f"{urlencode([('FailUrl', voicemail)])}&code=k1")
+    assert res.body == X("<Say>Thanks for calling Acme.</Say>"
+                         f"<Redirect>{forward.replace('&', '&amp;')}</Redirect>")
+    dial = twilio.post(forward)
+    after = twilio.post(action(dial.body, "Dial"), {"DialCallStatus": "no-answer"})
+    assert action(after.body, "Redirect", "") == voicemail
+    prompt = twilio.post(voicemail)
+    assert "<Say>Please leave a message.</Say><Record" in prompt.body
+
+
+def test_menu_flow_routes_each_option() -> None:
+    flow = {"menu": {"message": "Press 1 for sales, 2 for hours.",
+                     "options": {"1": {"forward": "+15551230000"},
+                                 "2": {"say": "We are open nine to five."},
+                                 "3": {"voicemail": True}}},
+            "voice": "Polly.Joanna"}
+    twilio = Twilio(CALL_FLOW=json.dumps(flow))
+    menu = twilio.post(VOICE)
+    menu_url = action(menu.body, "Redirect", "")
+    gather = twilio.post(menu_url)
+    assert "<Say voice=\"Polly.Joanna\">Press 1 for sales, 2 for hours.</Say>" in gather.body
+    hours = twilio.post(action(twilio.post(menu_url, {"Digits": "2"}).body, "Redirect", ""))
+    assert hours.body == X('<Say voice="Polly.Joanna">We are open nine to five.</Say>')
+    sales = twilio.post(action(twilio.post(menu_url, {"Digits": "1"}).body, "Redirect", ""))
+    assert "<Number>+15551230000</Number>" in sales.body
+
+
+@pytest.mark.parametrize("flow, message", [
+    ("{", "CALL_FLOW is not JSON"),
+    ('{"greting": "x"}', "CALL_FLOW has unknown key(s) ['greting']"),
+    ('{"forward": {"to": "555"}}', "CALL_FLOW forward.to must be an E.164 number"),
+    ('{"blocklist": ["x"]}', "CALL_FLOW blocklist must be an E.164 number"),
+    ('{"menu": {"options": {"1": {"dance": true}}}}', "CALL_FLOW menu.options['1'] must be"),
+    ('{"forward": {"to": "+15551230000", "timeout": 0}}', "forward.timeout must be 1 to 600"),
+])
+def test_bad_flow_is_refused_naming_the_setting(flow: str, message: str) -> None:
+    with pytest.raises(SettingsError, match="CALL_FLOW"):
+        Settings.from_env(env(CALL_FLOW=flow))
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env(CALL_FLOW=flow))
+    assert message in str(err.value)
+
+
+def test_sms_keywords_then_auto_reply_and_inbound_event() -> None:
+    twilio = Twilio(SMS_KEYWORDS=json.dumps({"hours": "Open 9 to 5.", "ADDRESS": "1 Main St"}))
+    sms = {"MessageSid": "SM" + "7" * 32, "Body": "Hours?", "NumMedia": "1",
+           "MediaUrl0": "https://api.twilio.com/media/ME1", "MediaContentType0": "image/png"}
+    res = twilio.post(f"{ORIGIN}/api/sms", sms, {"i-twilio-idempotency-token": "t1"})
+    assert res.body == X("<Message>Open 9 to 5.</Message>")
+    twilio.post(f"{ORIGIN}/api/sms", sms, {"i-twilio-idempotency-token": "t1"})  # a retry
+    other = twilio.post(f"{ORIGIN}/api/sms", {**sms, "MessageSid": "SM2", "Body": "hello"})
+    assert other.body == X("<Message>Thanks for your message. We will get back to you soon."
+                           "</Message>")
+    events = [json.loads(t) for t in twilio.queues.texts("twilio-inbound")]
+    assert [e["event_id"] for e in events] == ["SM" + "7" * 32, "SM2"]
+    first = events[0]
+    del first["received_at"]
+    assert first == {"event_id": "SM" + "7" * 32, "type": "sms.received", "version": 1,
+                     "message_sid": "SM" + "7" * 32, "account_sid": "AC" + "1" * 32,
+                     "from": CALLER, "to": "+15005550006", "body": "Hours?",
+                     "media": [{"url": "https://api.twilio.com/media/ME1",
+                                "content_type": "image/png"}]}
+
+
+def test_bad_keywords_setting() -> None:
+    with pytest.raises(SettingsError, match="SMS_KEYWORDS must map words"):
+        Settings.from_env(env(SMS_KEYWORDS='{"HOURS": ""}'))
+
+
+def test_status_callback_event_and_job_record() -> None:
+    twilio = Twilio()
+    twilio.ledger.rows["order-7"] = {"status": "sent", "sid": "SM9"}
+    form = {"MessageSid": "SM9", "MessageStatus": "undelivered", "ErrorCode": "30003",
+            "To": "+15551234567"}
+    twilio.post(f"{ORIGIN}/api/status?job=order-7", form)
+    [event] = [json.loads(t) for t in twilio.queues.texts("twilio-status")]
+    del event["at"]
+    assert event == {"event_id": "SM9:undelivered", "type": "message.status", "version": 1,
+                     "sid": "SM9", "status": "undelivered", "job_id": "order-7",
+                     "error_code": "30003", "to": "+15551234567", "from": CALLER}
+    assert twilio.ledger.rows["order-7"] == {"status": "sent", "sid": "SM9",
+                                             "twilio_status": "undelivered",
+                                             "twilio_error_code": "30003"}
