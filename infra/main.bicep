@@ -33,6 +33,18 @@ param outboundQueueName string = 'twilio-outbound'
 @description('Table for the exactly-once jobs ledger.')
 param jobsTableName string = 'twiliojobs'
 
+@description('Queue the app publishes inbound SMS events on.')
+param inboundQueueName string = 'twilio-inbound'
+
+@description('Queue the app publishes message and call status events on.')
+param statusQueueName string = 'twilio-status'
+
+@description('Incoming call flow as one JSON document (see README); empty: greeting only.')
+param callFlow string = ''
+
+@description('SMS keyword replies as a JSON object, e.g. {"HOURS": "Open 9 to 5."}; empty: none.')
+param smsKeywords string = ''
+
 @description('What incoming callers hear.')
 param voiceGreeting string = 'Hello. Thanks for calling. Goodbye.'
 
@@ -96,6 +108,7 @@ module storage 'app/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     outboundQueueName: outboundQueueName
     jobsTableName: jobsTableName
+    eventQueueNames: [inboundQueueName, statusQueueName]
   }
 }
 
@@ -133,6 +146,10 @@ module api 'app/api.bicep' = {
     authTokenSecretName: authTokenSecretName
     outboundQueueName: outboundQueueName
     jobsTableName: jobsTableName
+    inboundQueueName: inboundQueueName
+    statusQueueName: statusQueueName
+    callFlow: callFlow
+    smsKeywords: smsKeywords
     twilioFromNumber: twilioFromNumber
     voiceGreeting: voiceGreeting
     smsAutoReply: smsAutoReply
@@ -165,4 +182,6 @@ output TWILIO_STATUS_CALLBACK_URL string = 'https://${api.outputs.defaultHostNam
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output KEY_VAULT_URL string = keyVault.outputs.uri
 output OUTBOUND_QUEUE_NAME string = outboundQueueName
+output INBOUND_QUEUE_NAME string = inboundQueueName
+output STATUS_QUEUE_NAME string = statusQueueName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

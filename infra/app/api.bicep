@@ -42,6 +42,18 @@ param outboundQueueName string
 @description('Jobs ledger table name.')
 param jobsTableName string
 
+@description('Queue for inbound SMS events.')
+param inboundQueueName string
+
+@description('Queue for message and call status events.')
+param statusQueueName string
+
+@description('Incoming call flow as one JSON document (README: call flow); empty: greeting only.')
+param callFlow string
+
+@description('SMS keyword replies as a JSON object; empty: none.')
+param smsKeywords string
+
 @description('Default sender and caller ID, E.164 (may be empty; then every job must carry "from").')
 param twilioFromNumber string
 
@@ -156,6 +168,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     WEBHOOK_BASE_URL: 'https://${site.properties.defaultHostName}'
     OUTBOUND_QUEUE_NAME: outboundQueueName
     JOBS_TABLE_NAME: jobsTableName
+    INBOUND_QUEUE_NAME: inboundQueueName
+    STATUS_QUEUE_NAME: statusQueueName
+    CALL_FLOW: callFlow
+    SMS_KEYWORDS: smsKeywords
     VOICE_GREETING: voiceGreeting
     SMS_AUTO_REPLY: smsAutoReply
   }

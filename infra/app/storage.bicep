@@ -19,6 +19,9 @@ param outboundQueueName string
 @description('Table for the exactly-once jobs ledger.')
 param jobsTableName string
 
+@description('Queues the app publishes events on: inbound messages and status updates.')
+param eventQueueNames array
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches storage over its public endpoint; shared keys are off, Entra ID + RBAC only.
   //checkov:skip=CKV_AZURE_59:Same as CKV_AZURE_35.
@@ -65,8 +68,9 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-// The outbound queue and its two dead-letter queues (see README: where every job ends).
-var queueNames = [outboundQueueName, '${outboundQueueName}-rejected', '${outboundQueueName}-poison']
+// The outbound queue, its two dead-letter queues (see README: where every job ends), and
+// the event queues.
+var queueNames = concat([outboundQueueName, '${outboundQueueName}-rejected', '${outboundQueueName}-poison'], eventQueueNames)
 
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
   parent: queueService

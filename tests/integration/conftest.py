@@ -41,6 +41,7 @@ def storage_env(azurite: services.Service) -> dict[str, str]:
     """A fresh queue and table per test on the shared Azurite."""
     suffix = uuid.uuid4().hex[:10]
     return {**azurite.env, "OUTBOUND_QUEUE_NAME": f"out-{suffix}",
+            "INBOUND_QUEUE_NAME": f"in-{suffix}", "STATUS_QUEUE_NAME": f"status-{suffix}",
             "JOBS_TABLE_NAME": f"jobs{suffix}"}
 
 

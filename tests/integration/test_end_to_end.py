@@ -104,3 +104,61 @@ def test_bad_job_lands_in_rejected_with_reason(app: dict[str, Any],
     assert letter["reason"] == 'field \'to\': "5551234567" is not an E.164 number like +15551234567'
     assert prism_recorder.creates() == []
     assert AUTH_TOKEN not in app["log"].read_text()
+
+
+def post_signed(app: dict[str, Any], path: str, form: dict[str, str],
+                headers: dict[str, str] | None = None) -> tuple[int, str]:
+    url = app["url"] + path
+    req = urllib.request.Request(url, data=form_body(form), headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": sign(url, form), **(headers or {})})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return res.status, res.read().decode()
+
+
+def test_inbound_sms_and_status_events_on_azurite(app: dict[str, Any],
+                                                  prism_recorder: TwilioDouble) -> None:
+    sms = {"MessageSid": "SM" + "8" * 32, "From": "+15551234567", "To": "+15005550006",
+           "Body": "hello", "NumMedia": "0"}
+    for _ in range(2):  # Twilio's retry of the same webhook
+        status, _ = post_signed(app, "/api/sms", sms, {"I-Twilio-Idempotency-Token": "tok-e2e"})
+        assert status == 200
+    inbound = QueueClient.from_connection_string(app["env"]["AzureWebJobsStorage"],
+                                                 app["env"]["INBOUND_QUEUE_NAME"])
+    events = wait_for(lambda: inbound.peek_messages(max_messages=32))
+    assert [json.loads(m.content)["event_id"] for m in events] == ["SM" + "8" * 32]
+
+    # A job is sent; its status callback lands as an event and on the job's row.
+    queue(app).send_message(json.dumps({"id": "e2e-job-1", "type": "sms",
+                                        "to": "+15551234567", "body": "hi"}))
+    wait_for(lambda: prism_recorder.creates("Messages"))
+    status, _ = post_signed(app, "/api/status?job=e2e-job-1",
+                            {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"})
+    assert status == 204
+    status_q = QueueClient.from_connection_string(app["env"]["AzureWebJobsStorage"],
+                                                  app["env"]["STATUS_QUEUE_NAME"])
+    [event] = wait_for(lambda: status_q.peek_messages(max_messages=32))
+    assert json.loads(event.content)["job_id"] == "e2e-job-1"
+    from azure.data.tables import TableClient
+
+    table = TableClient.from_connection_string(app["env"]["AzureWebJobsStorage"],
+                                               app["env"]["JOBS_TABLE_NAME"])
+    row = wait_for(lambda: (r := table.get_entity("job", "e2e-job-1")).get("twilio_status")
+                   and r)
+    assert (row["status"], row["twilio_status"]) == ("sent", "delivered")
+
+
+def test_voicemail_notification_is_sent_through_the_queue(app: dict[str, Any],
+                                                          prism_recorder: TwilioDouble) -> None:
+    call = {"CallSid": "CA" + "9" * 32, "From": "+15551234567", "To": "+15005550006"}
+    status, twiml = post_signed(app, "/api/twiml/voicemail?Notify=%2B15559990000", call)
+    assert status == 200 and "<Record" in twiml
+    record_url = twiml.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    path = record_url.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    status, _ = post_signed(app, "/" + path, {**call, "RecordingSid": "RE9",
+                                              "RecordingUrl": "https://api.twilio.com/r/RE9"})
+    assert status == 200
+    [sent] = wait_for(lambda: [r for r in prism_recorder.creates("Messages") if r.status])
+    assert sent.status == 201
+    assert sent.form["To"] == ["+15559990000"]
+    assert sent.form["Body"] == ["New voicemail from +15551234567: https://api.twilio.com/r/RE9"]
