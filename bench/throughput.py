@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from devhost import services  # noqa: E402
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, FROM  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc), to show where the cores went."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CountingSecrets:
@@ -179,7 +186,6 @@ def main() -> int:
         env = {"AzureWebJobsStorage": azurite.env["AzureWebJobsStorage"],
                "OUTBOUND_QUEUE_NAME": "bench", "JOBS_TABLE_NAME": "benchjobs",
                "TWILIO_FROM_NUMBER": FROM, "TWILIO_API_BASE_URL": url}
-        import os
         os.environ.update(env)
         rows = []
         rate = asyncio.run(async_send_only(url, args.jobs, concurrency))
@@ -187,11 +193,17 @@ def main() -> int:
         rate = threads_send_only(url, args.jobs, concurrency)
         rows.append((f"send path, {concurrency} threads (requests)", rate, ""))
         c0 = stats(url)["connections"]
+        pids = {"app": os.getpid(), "Azurite": azurite.proc.pid,  # type: ignore[union-attr]
+                "Twilio double": double.pid}
+        before, t0 = {k: cpu_seconds(p) for k, p in pids.items()}, time.perf_counter()
         r = asyncio.run(in_process(env, args.jobs, concurrency))
+        wall = time.perf_counter() - t0
+        busy = {k: (cpu_seconds(p) - before[k]) / wall for k, p in pids.items()}
         rows.append(("queue function + ledger on Azurite + vault (in-process)",
                      r["jobs_per_s"], f"CPU {r['cpu_ms_per_job']:.2f} ms/job; vault reads "
                      f"{r['vault_reads']} (2 secrets); connections opened "
-                     f"{r['connections']} (double saw {stats(url)['connections'] - c0})"))
+                     f"{r['connections']} (double saw {stats(url)['connections'] - c0}); cores "
+                     "busy: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())))
         rate = asyncio.run(end_to_end(env, args.jobs, url))
         rows.append(("end to end: Azurite queue -> dev host -> double", rate, ""))
     finally:

@@ -167,12 +167,17 @@ class DevHost:
     # -- queues ----------------------------------------------------------------------------
 
     def _queue_client(self, connection: str, queue_name: str) -> Any:
+        import aiohttp
+        from azure.core.pipeline.transport import AioHttpTransport
         from azure.storage.queue.aio import QueueClient
 
         conn = self.env.get(connection)
         if not conn:
             raise KeyError(f"queue trigger connection {connection!r} is not set")
-        return QueueClient.from_connection_string(conn, queue_name)
+        # Its own session, trust_env off (no per-request proxy lookup in a thread).
+        return QueueClient.from_connection_string(
+            conn, queue_name, transport=AioHttpTransport(
+                session=aiohttp.ClientSession(trust_env=False), session_owner=True))
 
     async def _poll(self, fn: Any) -> None:
         from azure.core.exceptions import ResourceExistsError

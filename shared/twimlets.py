@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from xml.etree import ElementTree
@@ -44,12 +45,30 @@ class Links:
     """Absolute URLs back to this app: same origin, `code=` kept, stage in the query."""
 
     def __init__(self, public_url: str) -> None:
-        parts = urlsplit(public_url)
-        self.origin = f"{parts.scheme}://{parts.netloc}"
-        self.path = parts.path
-        self.query = parse_qsl(parts.query, keep_blank_values=True)
-        self.prefix = parts.path.split("/twiml/")[0] if "/twiml/" in parts.path else \
-            parts.path.rsplit("/", 1)[0]
+        self.public_url = public_url  # parsed on first use: most answers need no link
+
+    @cached_property
+    def _parts(self) -> tuple[str, str, list[tuple[str, str]]]:
+        parts = urlsplit(self.public_url)
+        return (f"{parts.scheme}://{parts.netloc}", parts.path,
+                parse_qsl(parts.query, keep_blank_values=True))
+
+    @property
+    def origin(self) -> str:
+        return self._parts[0]
+
+    @property
+    def path(self) -> str:
+        return self._parts[1]
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return self._parts[2]
+
+    @property
+    def prefix(self) -> str:
+        path = self.path
+        return path.split("/twiml/")[0] if "/twiml/" in path else path.rsplit("/", 1)[0]
 
     def here(self, **changes: str | None) -> str:
         """This URL with query parameters changed (None removes one)."""
@@ -94,7 +113,8 @@ class Params:
                 else:
                     appended.extend(items)
         ordered = plain + [v for _, v in sorted(numbered, key=lambda pair: pair[0])] + appended
-        return [clean(v) for v in ordered if clean(v).strip()]
+        cleaned = (clean(v) for v in ordered)
+        return [v for v in cleaned if v.strip()]
 
     def options(self, name: str) -> dict[str, str]:
         """`Options[1]=url`, `Options[22]=url`: keyed by the text between the brackets."""
@@ -118,10 +138,11 @@ class Params:
 
 
 def _speak(node: Any, text: str | None, speech: Speech) -> None:
-    """Play `text` if it is a URL, else say it (the twimlets' rule for `Message`)."""
+    """Play `text` if it is a URL, else say it (the twimlets' rule for `Message`).
+    `text` comes from `Params`, already cleaned."""
     if not text:
         return
-    text = clean(text).strip()
+    text = text.strip()
     if is_audio_url(text):
         node.play(text)
     elif text:
@@ -155,8 +176,9 @@ def echo(p: Params, links: Links) -> Result:
 
 def message(p: Params, links: Links) -> Result:
     response = VoiceResponse()
+    speech = p.speech
     for item in p.indexed("Message"):
-        _speak(response, item, p.speech)
+        _speak(response, item, speech)
     return Result(str(response))
 
 
