@@ -28,6 +28,7 @@ from shared.failures import Failure, classify
 from shared.jobs import Job, JobRejected
 from shared.ledger import Ledger
 from shared.settings import Settings
+from shared.storage import QueueWriter
 from shared.twilio_rest import Sent
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,6 @@ class Outcome:
 class Sender(Protocol):
     async def send(self, job: Job, from_number: str) -> Sent: ...
 
-
-class QueueWriter(Protocol):
-    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str: ...
 
 
 def retry_delay(kind: str, attempts: int) -> int:

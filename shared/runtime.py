@@ -14,9 +14,9 @@ from typing import Any
 
 from shared.credentials import CredentialCache, source_for
 from shared.ledger import Ledger, TableLedger
-from shared.outbound import OutboundProcessor, QueueWriter
+from shared.outbound import OutboundProcessor
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage import QueueWriter, Storage
 from shared.twilio_rest import TwilioApi
 from shared.webhooks import Webhooks
 

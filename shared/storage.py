@@ -4,9 +4,15 @@ locally or by managed identity in Azure. The SDKs are imported on first use."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from shared.settings import StorageSettings
+
+
+class QueueWriter(Protocol):
+    """What the app needs of a queue: put a text message, maybe delayed."""
+
+    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str: ...
 
 
 class Storage:

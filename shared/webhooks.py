@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from shared import events, signature, twiml, twimlets
@@ -19,6 +18,7 @@ from shared.credentials import CredentialCache
 from shared.ledger import Ledger
 from shared.settings import Settings
 from shared.signature import FormParams
+from shared.storage import QueueWriter
 from shared.twimlets import Links, Params, TwimletError
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,6 @@ class Call:
 
 Handler = Callable[[Call], Awaitable[WebhookResponse]]
 
-
-class QueueWriter(Protocol):
-    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str: ...
 
 
 class Webhooks:

@@ -75,3 +75,17 @@ def test_repr_hides_secrets() -> None:
     s = Settings.from_env(env())
     assert AUTH_TOKEN not in repr(s)
     assert "UseDevelopmentStorage" not in repr(s)
+
+
+def test_local_settings_example_is_valid_and_names_only_known_settings() -> None:
+    import json
+    from pathlib import Path
+
+    from shared.settings import SETTING_NAMES
+
+    values = json.loads((Path(__file__).parents[2] / "local.settings.json.example").read_text()
+                        )["Values"]
+    assert set(values) - SETTING_NAMES == {"FUNCTIONS_WORKER_RUNTIME"}
+    settings = Settings.from_env(values)
+    assert settings.sms_keywords == {"HOURS": "We are open 9 to 5."}
+    assert settings.key_vault_url is None and settings.call_flow is None
