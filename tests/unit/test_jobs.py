@@ -4,6 +4,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared import jobs
 from shared.jobs import Job, JobRejected
@@ -102,3 +104,26 @@ def test_not_json() -> None:
         jobs.parse(base64.b64encode(b"hello").decode())
     with pytest.raises(JobRejected, match="not UTF-8"):
         jobs.parse(b"\xff\xfe")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                               max_size=5), max_leaves=12)
+job_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["sms", "call", "fax", 1])},
+    optional={k: st.one_of(st.text(max_size=40), json_values) for k in
+              ("to", "from", "body", "media_url", "say", "twiml", "url", "voice", "language",
+               "id", "status_callback", "version")})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(job_like, json_values, st.binary(max_size=200).map(base64.b64encode)))
+def test_any_message_is_a_job_or_a_clear_rejection(doc: object) -> None:
+    text = doc.decode() if isinstance(doc, bytes) else json.dumps(doc)
+    try:
+        job = jobs.parse(text)
+    except JobRejected as exc:
+        assert str(exc)
+    else:
+        assert jobs.from_dict(jobs.to_dict(job)) == job

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import logging
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,6 +20,8 @@ from shared.webhooks import WebhookRequest, Webhooks
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, MemoryLedger, MemoryQueues, sign
 from tests.helpers import settings as app_settings
 
+# More examples on demand: HYPOTHESIS_EXAMPLES=5000 scripts/test tests/unit
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
 ROUTES = ["voice", "sms", "status"] + [f"twiml/{name}" for name in TWIMLETS]
 BASE = "https://func-x.azurewebsites.net/api/"
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)
@@ -48,7 +51,7 @@ def check(response: Any) -> None:
         assert "<Response" not in response.body
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(route=st.sampled_from(ROUTES), form=fields, query=fields,
        method=st.sampled_from(["POST", "GET"]), signed=st.booleans())
 def test_signed_or_not_any_fields_get_4xx_or_twiml(route: str, form: dict[str, str],
@@ -68,7 +71,7 @@ def test_signed_or_not_any_fields_get_4xx_or_twiml(route: str, form: dict[str, s
         assert response.status == 403
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(route=st.sampled_from(ROUTES), body=st.binary(max_size=3000),
        content_type=st.sampled_from(["application/x-www-form-urlencoded", "application/json",
                                      "text/plain", "", "multipart/form-data; boundary=x",
