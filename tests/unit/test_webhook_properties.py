@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import logging
+import os
 from typing import Any
 from urllib.parse import quote, urlencode
 from xml.etree import ElementTree
