@@ -95,7 +95,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222:Twilio calls the webhooks from the internet; each request is signature-checked.
   //checkov:skip=CKV_AZURE_212:A serverless app scales from zero; instances are added per event, not kept for failover.
   //checkov:skip=CKV_AZURE_213:Flex Consumption instances are event-driven, not health-check evicted; /api/health serves external probes.
-  //checkov:skip=CKV_AZURE_56:Twilio cannot sign in to App Service auth; every webhook checks X-Twilio-Signature instead.
   //checkov:skip=CKV_AZURE_17:Twilio presents no client certificate; requests are authenticated by signature.
   name: name
   location: location
