@@ -63,6 +63,7 @@ class QueueOptions:
 # Local defaults: Azurite on its usual ports, Prism (the Twilio API double) on 4010, and
 # test credentials that only the double accepts (it checks the SID's shape, not its value).
 DEV_DEFAULTS = {
+    "FUNCTIONS_WORKER_RUNTIME": "python",  # `func start` needs it
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "TWILIO_API_BASE_URL": "http://127.0.0.1:4010",
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
