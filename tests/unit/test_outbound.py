@@ -192,3 +192,12 @@ def test_default_status_callback_points_at_our_status_route() -> None:
     assert "status_callback" not in json.loads(copy)  # the retry copy stays the producer's job
     run(processor, json.dumps({**SMS, "status_callback": "https://mine.example/s"}))
     assert sender.calls[1][0].status_callback == "https://mine.example/s"
+
+
+def test_an_id_that_was_refused_is_not_sent_again() -> None:
+    processor, sender, ledger, queues = make(twilio_error(400, 21211))
+    job = json.dumps({**SMS, "id": "refused-1"})
+    assert run(processor, job, "m-1").result == "rejected"
+    assert run(processor, job, "m-2").result == "duplicate"
+    assert len(sender.calls) == 1
+    assert run(processor, json.dumps({**SMS, "id": "refused-1-again"}), "m-3").result == "sent"
