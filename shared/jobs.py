@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "outbound-job.v1.json"
 SCHEMA_VERSION = 1
@@ -118,12 +117,12 @@ def _validator() -> Any:
 
 
 def _check_twiml(text: str) -> None:
+    from shared.twiml import check_document
+
     try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as exc:
-        raise JobRejected(f"field 'twiml': not well-formed XML ({exc})") from None
-    if root.tag != "Response":
-        raise JobRejected(f"field 'twiml': the root element must be <Response>, not <{root.tag}>")
+        check_document(text)
+    except ValueError as exc:
+        raise JobRejected(f"field 'twiml': {exc}") from None
 
 
 def _error_order(error: Any) -> tuple[int, str]:

@@ -156,10 +156,7 @@ class Settings:
             secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),
             webhook_base_url=read.url("WEBHOOK_BASE_URL", schemes=("https", "http"),
                                       origin_only=True),
-            outbound_queue_name=read.matching(
-                "OUTBOUND_QUEUE_NAME", _QUEUE_NAME,
-                "a storage queue name: 3-54 lowercase letters, digits and single dashes",
-            ) or "twilio-outbound",
+            outbound_queue_name=read.queue_name("OUTBOUND_QUEUE_NAME", "twilio-outbound"),
             jobs_table_name=read.matching(
                 "JOBS_TABLE_NAME", _TABLE_NAME,
                 "a storage table name: a letter, then 2-62 letters or digits") or "twiliojobs",
@@ -167,14 +164,8 @@ class Settings:
             sms_auto_reply=_auto_reply(read.text("SMS_AUTO_REPLY", keep_empty=True)),
             sms_keywords=_keywords(read.text("SMS_KEYWORDS")),
             call_flow=_call_flow(read.text("CALL_FLOW")),
-            inbound_queue_name=read.matching(
-                "INBOUND_QUEUE_NAME", _QUEUE_NAME,
-                "a storage queue name: 3-54 lowercase letters, digits and single dashes",
-            ) or "twilio-inbound",
-            status_queue_name=read.matching(
-                "STATUS_QUEUE_NAME", _QUEUE_NAME,
-                "a storage queue name: 3-54 lowercase letters, digits and single dashes",
-            ) or "twilio-status",
+            inbound_queue_name=read.queue_name("INBOUND_QUEUE_NAME", "twilio-inbound"),
+            status_queue_name=read.queue_name("STATUS_QUEUE_NAME", "twilio-status"),
             azure_client_id=read.text("AZURE_CLIENT_ID"),
             storage=_storage(read),
         )
@@ -279,6 +270,10 @@ class _Reader:
         if not pattern.match(value):
             raise SettingsError(f"{name} must be {expected}; got {value!r}.")
         return value
+
+    def queue_name(self, name: str, default: str) -> str:
+        return self.matching(name, _QUEUE_NAME, "a storage queue name: 3-54 lowercase letters, "
+                             "digits and single dashes") or default
 
     def number(self, name: str, default: float, *, minimum: float) -> float:
         value = self.text(name)

@@ -5,12 +5,23 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from xml.etree import ElementTree
 
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 # Characters XML 1.0 forbids even when escaped; a form field may carry them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def check_document(text: str) -> None:
+    """ValueError unless `text` is well-formed XML with a `<Response>` root."""
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"not well-formed XML ({exc})") from None
+    if root.tag != "Response":
+        raise ValueError(f"the root element must be <Response>, not <{root.tag}>")
 
 
 def clean(text: str) -> str:

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
-from xml.etree import ElementTree
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from shared.signature import FormParams
-from shared.twiml import Speech, clean, is_audio_url
+from shared.twiml import Speech, check_document, clean, is_audio_url
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>\d{0,6})\]$")
 _DIGITS = re.compile(r"^[0-9*#]{1,10}$")
@@ -166,11 +165,9 @@ def echo(p: Params, links: Links) -> Result:
     if not text:
         raise TwimletError("Twiml is required: a TwiML document to return.")
     try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as exc:
-        raise TwimletError(f"Twiml is not well-formed XML ({exc}).") from None
-    if root.tag != "Response":
-        raise TwimletError(f"Twiml must have a <Response> root, not <{root.tag}>.")
+        check_document(text)
+    except ValueError as exc:
+        raise TwimletError(f"Twiml: {exc}.") from None
     return Result(text)
 
 

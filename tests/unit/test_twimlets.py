@@ -72,7 +72,8 @@ def test_echo_returns_well_formed_twiml_and_refuses_the_rest() -> None:
     assert (res.status, res.body) == (200, doc)
     assert twilio.get(url("echo", [("Twiml", "<Response>")])).status == 400
     bad = twilio.get(url("echo", [("Twiml", "<Say>x</Say>")]))
-    assert (bad.status, bad.body) == (400, "Twiml must have a <Response> root, not <Say>.\n")
+    assert (bad.status, bad.body) == (
+        400, "Twiml: the root element must be <Response>, not <Say>.\n")
 
 
 def test_message() -> None:
