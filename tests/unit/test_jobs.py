@@ -2,9 +2,10 @@
 
 import base64
 import json
+import os
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import jobs
@@ -117,7 +118,8 @@ job_like = st.fixed_dictionaries(
                "id", "status_callback", "version")})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.one_of(job_like, json_values, st.binary(max_size=200).map(base64.b64encode)))
 def test_any_message_is_a_job_or_a_clear_rejection(doc: object) -> None:
     text = doc.decode() if isinstance(doc, bytes) else json.dumps(doc)

@@ -71,7 +71,7 @@ def test_signed_or_not_any_fields_get_4xx_or_twiml(route: str, form: dict[str, s
         assert response.status == 403
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(route=st.sampled_from(ROUTES), body=st.binary(max_size=3000),
        content_type=st.sampled_from(["application/x-www-form-urlencoded", "application/json",
                                      "text/plain", "", "multipart/form-data; boundary=x",
