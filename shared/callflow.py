@@ -22,6 +22,7 @@ is a signed request like any other.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,8 @@ class CallFlow:
             if not isinstance(options, dict) or not options:
                 raise CallFlowError("CALL_FLOW menu.options must map digits to actions.")
             for digits, action in options.items():
-                if not digits.isdigit() or not isinstance(action, dict) or len(action) != 1 \
+                if not re.fullmatch(r"[0-9]{1,10}", digits) or not isinstance(action, dict) \
+                        or len(action) != 1 \
                         or next(iter(action)) not in ("forward", "voicemail", "say"):
                     raise CallFlowError(
                         f"CALL_FLOW menu.options[{digits!r}] must be digits -> one of "

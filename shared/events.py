@@ -7,11 +7,14 @@ should drop an `event_id` they have seen. Version 1 fields are documented in the
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from shared.signature import FormParams
 
 EVENT_VERSION = 1
+MAX_MEDIA = 10
+_SMALL_NUMBER = re.compile(r"[0-9]{1,3}")
 
 
 def _now() -> str:
@@ -23,7 +26,8 @@ def inbound_sms(params: FormParams) -> dict[str, Any]:
     sid = first("MessageSid") or first("SmsSid") or ""
     media = []
     count = first("NumMedia") or "0"
-    for i in range(int(count) if count.isdigit() else 0):
+    # Twilio sends at most 10 media; anything else is not Twilio's to trust.
+    for i in range(min(int(count), MAX_MEDIA) if _SMALL_NUMBER.fullmatch(count) else 0):
         url = first(f"MediaUrl{i}")
         if url:
             media.append({"url": url, "content_type": first(f"MediaContentType{i}")})

@@ -21,8 +21,9 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from shared.signature import FormParams
 from shared.twiml import Speech, check_document, clean, is_audio_url
 
-_INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>\d{0,6})\]$")
+_INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>[0-9]{0,6})\]$")
 _DIGITS = re.compile(r"^[0-9*#]{1,10}$")
+_SMALL_NUMBER = re.compile(r"[0-9]{1,3}")
 ANSWERED = frozenset({"completed", "answered"})
 DEFAULT_TIMEOUT = 20
 VOICEMAIL_PROMPT = "Please leave a message after the beep."
@@ -128,7 +129,7 @@ class Params:
 
     def timeout(self) -> int:
         raw = self.get("Timeout", str(DEFAULT_TIMEOUT)) or ""
-        if not raw.isdigit() or not 1 <= int(raw) <= 600:
+        if not _SMALL_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= 600:
             raise TwimletError("Timeout must be a whole number of seconds from 1 to 600.")
         return int(raw)
 
@@ -292,7 +293,10 @@ def findme(p: Params, links: Links) -> Result:
             answered = VoiceResponse()
             answered.hangup()
             return Result(str(answered))
-        index = int(p.get("Index", "0") or 0) + 1
+        raw = p.get("Index", "0") or "0"
+        if not _SMALL_NUMBER.fullmatch(raw):
+            raise TwimletError("Index must be a whole number (findme sets it itself).")
+        index = int(raw) + 1
     response = VoiceResponse()
     if index >= len(numbers):
         if p.get("FailUrl"):

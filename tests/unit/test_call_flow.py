@@ -120,3 +120,23 @@ def test_status_callback_event_and_job_record() -> None:
     assert twilio.ledger.rows["order-7"] == {"status": "sent", "sid": "SM9",
                                              "twilio_status": "undelivered",
                                              "twilio_error_code": "30003"}
+
+
+@pytest.mark.parametrize("count", ["\u00b2", "99999999", "-1", "x"])
+def test_odd_num_media_is_not_trusted(count: str) -> None:
+    twilio = Twilio()
+    res = twilio.post(f"{ORIGIN}/api/sms", {"MessageSid": "SM1", "Body": "x", "NumMedia": count,
+                                             "MediaUrl0": "https://m.example/0"})
+    assert res.status == 200
+    [event] = [json.loads(t) for t in twilio.queues.texts("twilio-inbound")]
+    assert event["media"] == []
+
+
+def test_odd_numbers_in_twimlet_state_are_400s() -> None:
+    twilio = Twilio()
+    base = "https://func-x.azurewebsites.net/api/twiml/"
+    assert twilio.post(base + "forward?PhoneNumber=%2B15550000001&Timeout=%C2%B2").status == 400
+    res = twilio.post(base + "findme?PhoneNumbers%5B0%5D=%2B15550000001&Dial=true&Index=%C2%B2",
+                      {"DialCallStatus": "busy"})
+    assert (res.status, res.body) == (400, "Index must be a whole number (findme sets it "
+                                           "itself).\n")
