@@ -33,6 +33,16 @@ class Claim:
     record: dict[str, Any] | None = None
 
 
+def held_state(record: dict[str, Any], now: float) -> str | None:
+    """What an existing row means to a new delivery: `busy` (another one is sending),
+    `unknown` (a send stopped midway), `done` (sent, rejected or failed), or None when the
+    row waits for a retry and may be claimed."""
+    status = record.get("status")
+    if status == "sending":
+        return "busy" if float(record.get("lease_until", 0)) > now else "unknown"
+    return None if status == "retrying" else "done"
+
+
 class Ledger(Protocol):
     async def claim(self, key: str, message_id: str) -> Claim: ...
     async def record(self, key: str, **fields: Any) -> None: ...
@@ -84,14 +94,11 @@ class TableLedger:
             pass
         existing = await table.get_entity(PARTITION, key)
         record = dict(existing)
-        status = record.get("status")
-        if status == "sending":
-            if float(record.get("lease_until", 0)) > now:
-                return Claim("busy", int(record.get("attempts", 0)), record)
-            return Claim("unknown", int(record.get("attempts", 0)), record)
-        if status != "retrying":
-            return Claim("done", int(record.get("attempts", 0)), record)
-        attempts = int(record.get("attempts", 0)) + 1
+        attempts = int(record.get("attempts", 0))
+        state = held_state(record, now)
+        if state is not None:
+            return Claim(state, attempts, record)
+        attempts += 1
         update = {"PartitionKey": PARTITION, "RowKey": key, "status": "sending",
                   "attempts": attempts, "lease_until": now + self._lease,
                   "message_id": message_id, "updated_at": now}

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import azure.functions as func
 from twilio.request_validator import RequestValidator
 
+from shared.ledger import Claim, held_state
 from shared.settings import Settings
 from shared.signature import FormParams
 from shared.twilio_rest import Sent
@@ -94,8 +95,6 @@ class MemoryLedger:
     """The ledger's contract in memory (the Table Storage one is tested on Azurite)."""
 
     def __init__(self, clock: Any = time.time, lease: float = 60.0) -> None:
-        from shared.ledger import Claim
-
         self._claim = Claim
         self.rows: dict[str, dict[str, Any]] = {}
         self.clock = clock
@@ -110,11 +109,9 @@ class MemoryLedger:
                 self.rows[key] = {"status": "sending", "attempts": 1,
                                   "lease_until": now + self.lease}
                 return self._claim("claimed", 1)
-            if row["status"] == "sending":
-                state = "busy" if row["lease_until"] > now else "unknown"
+            state = held_state(row, now)
+            if state is not None:
                 return self._claim(state, row["attempts"], dict(row))
-            if row["status"] != "retrying":
-                return self._claim("done", row["attempts"], dict(row))
             row.update(status="sending", attempts=row["attempts"] + 1,
                        lease_until=now + self.lease)
             return self._claim("claimed", row["attempts"])
