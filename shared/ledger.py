@@ -33,6 +33,12 @@ class Claim:
     record: dict[str, Any] | None = None
 
 
+# Statuses that end a job key for good: a job enqueued again under such a key is never sent
+# (the dead letter says why); re-sending it takes a new id (README: where every job ends).
+FINAL_STATUSES = frozenset({"sent", "rejected", "failed", "unknown"})
+BURNED_STATUSES = FINAL_STATUSES - {"sent"}
+
+
 def held_state(record: dict[str, Any], now: float) -> str | None:
     """What an existing row means to a new delivery: `busy` (another one is sending),
     `unknown` (a send stopped midway), `done` (sent, rejected or failed), or None when the

@@ -13,8 +13,6 @@ Anything else raises, and the Functions host retries the message, then moves it 
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import json
 import logging
 import time
@@ -23,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from shared import jobs
+from shared import deadletters, jobs
 from shared.failures import Failure, classify
 from shared.jobs import Job, JobRejected
 from shared.ledger import Ledger
@@ -138,12 +136,10 @@ class OutboundProcessor:
                                      twilio_code=failure.twilio_code)
             return outcome
         if attempts >= self.max_attempts:
-            envelope = self._envelope(item, key, "retries_exhausted", failure.reason,
-                                      failure.twilio_code, attempts=attempts)
-            await self.queues.put(self.settings.poison_queue_name, envelope)
+            await self._dead_letter(self.settings.poison_queue_name, item, key,
+                                    "retries_exhausted", failure.reason, failure.twilio_code,
+                                    attempts=attempts)
             await self.ledger.record(key, status="failed", last_error=failure.reason)
-            log.error("job %s: gave up after %d attempts, moved to %s: %s", key, attempts,
-                      self.settings.poison_queue_name, failure.reason)
             return Outcome("poisoned", key, reason=failure.reason)
         # Release the claim first: if the copy below is never written, the host redelivers
         # this message and it can claim again.
@@ -158,21 +154,15 @@ class OutboundProcessor:
 
     async def _reject(self, item: QueueItem, key: str | None, kind: str, reason: str,
                       twilio_code: int | None = None) -> Outcome:
-        envelope = self._envelope(item, key, kind, reason, twilio_code)
-        await self.queues.put(self.settings.rejected_queue_name, envelope)
-        log.warning("queue message %s rejected to %s: %s", item.id,
-                    self.settings.rejected_queue_name, reason)
+        await self._dead_letter(self.settings.rejected_queue_name, item, key, kind, reason,
+                                twilio_code)
         return Outcome("rejected", key, reason=reason)
 
-    def _envelope(self, item: QueueItem, key: str | None, kind: str, reason: str,
-                  twilio_code: int | None, **extra: Any) -> str:
-        doc = {"reason": reason, "kind": kind, "queue_message_id": item.id, "job_key": key,
-               "twilio_code": twilio_code, "dequeue_count": item.dequeue_count, **extra,
-               "at": dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat()}
-        try:
-            doc["original"] = (item.body.decode("utf-8") if isinstance(item.body, bytes)
-                               else item.body)
-        except UnicodeDecodeError:  # kept byte for byte
-            assert isinstance(item.body, bytes)
-            doc["original_base64"] = base64.b64encode(item.body).decode("ascii")
-        return json.dumps(doc, ensure_ascii=False)
+    async def _dead_letter(self, queue: str, item: QueueItem, key: str | None, kind: str,
+                           reason: str, twilio_code: int | None, **extra: Any) -> None:
+        await self.queues.put(queue, deadletters.envelope(
+            kind=kind, reason=reason, original=item.body, queue_message_id=item.id,
+            job_key=key, twilio_code=twilio_code, dequeue_count=item.dequeue_count,
+            at=self.clock(), **extra))
+        deadletters.log_dead_letter(kind=kind, job_key=key, twilio_code=twilio_code,
+                                    queue=queue, reason=reason)

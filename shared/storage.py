@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, Protocol
+from xml.sax.saxutils import escape
 
 from shared.settings import StorageSettings
+
+# A storage queue message holds at most 64 KiB. Azurite counts the text's UTF-8 bytes; the
+# size is reckoned here on the XML-escaped text the SDK sends, which is never smaller.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def queue_bytes(text: str) -> int:
+    """The size `text` takes on a queue, as `MAX_MESSAGE_BYTES` counts it."""
+    return len(escape(text).encode("utf-8"))
 
 
 class QueueWriter(Protocol):
