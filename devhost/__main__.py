@@ -1,40 +1,68 @@
-"""`python -m devhost`: serve function_app locally (HTTP + queue triggers) until Ctrl-C."""
+"""`python -m devhost`: serve function_app locally (HTTP + queue triggers) until Ctrl-C or
+SIGTERM, either of which ends it cleanly at any moment, start-up included."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import logging
-import os
 import signal
 import sys
 
-from devhost.host import ROOT, DevHost, load_settings
+
+def _quit(signum: int, _frame: object) -> None:
+    # Until the event loop takes over the signals: leave quietly (no traceback).
+    raise SystemExit(128 + signum)
 
 
-async def main(host: str, port: int) -> None:
-    os.environ.update(load_settings())  # as `func start` does with local.settings.json
-    sys.path.insert(0, str(ROOT))
-    import function_app
+signal.signal(signal.SIGTERM, _quit)
+signal.signal(signal.SIGINT, _quit)
 
-    host_json = json.loads((ROOT / "host.json").read_text())
-    dev = DevHost(function_app.app, host_json, os.environ)
-    await dev.start(host, port)
-    for fn in dev.http:
-        t = fn.get_trigger()
-        methods = ",".join(str(getattr(m, "value", m)) for m in t.methods or [])
-        print(f"  {fn.get_function_name()}: [{methods}] http://{host}:{port}/"
-              f"{dev.route_prefix}/{t.route}", flush=True)
-    for fn in dev.queues:
-        print(f"  {fn.get_function_name()}: queue {fn.get_trigger().queue_name}", flush=True)
-    print(f"devhost listening on http://{host}:{port}", flush=True)
+import argparse  # noqa: E402 - after the handlers, so an early signal exits quietly
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+
+from devhost.settings import ROOT, load_settings  # noqa: E402
+
+
+async def main(host: str, port: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await dev.stop()
+    os.environ.update(load_settings())  # as `func start` does with local.settings.json
+    from shared.settings import Settings, SettingsError
+
+    try:
+        Settings.from_env(os.environ)  # fail now, not on the first request
+    except SettingsError as exc:
+        print(f"devhost: {exc}", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT))
+    import function_app
+    from devhost.host import DevHost, resolve
+
+    host_json = json.loads((ROOT / "host.json").read_text())
+    dev = DevHost(function_app.app, host_json, os.environ)
+    try:
+        await dev.start(host, port)
+    except OSError as exc:
+        await dev.stop()
+        print(f"devhost: cannot listen on {host}:{port} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    try:
+        for fn in dev.http:
+            t = fn.get_trigger()
+            methods = ",".join(str(getattr(m, "value", m)) for m in t.methods or [])
+            print(f"  {fn.get_function_name()}: [{methods}] http://{host}:{port}/"
+                  f"{dev.route_prefix}/{t.route}", flush=True)
+        for fn in dev.queues:
+            print(f"  {fn.get_function_name()}: queue "
+                  f"{resolve(fn.get_trigger().queue_name, os.environ)}", flush=True)
+        print(f"devhost listening on http://{host}:{port}", flush=True)
+        await stop.wait()
+    finally:
+        await dev.stop()
+    return 0
 
 
 if __name__ == "__main__":
@@ -45,4 +73,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
-    asyncio.run(main(args.host, args.port))
+    sys.exit(asyncio.run(main(args.host, args.port)))

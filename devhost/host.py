@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -28,7 +25,6 @@ from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.queue import QueueMessage
 
 log = logging.getLogger("devhost")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _timespan(value: str | None, default: float) -> float:
@@ -58,34 +54,6 @@ class QueueOptions:
                    visibility_timeout=_timespan(q.get("visibilityTimeout"), 0.0),
                    max_polling_interval=_timespan(q.get("maxPollingInterval"), 60.0),
                    message_encoding=str(q.get("messageEncoding", "base64")).lower())
-
-
-# Local defaults: Azurite on its usual ports, Prism (the Twilio API double) on 4010, and
-# test credentials that only the double accepts (it checks the SID's shape, not its value).
-DEV_DEFAULTS = {
-    "FUNCTIONS_WORKER_RUNTIME": "python",  # `func start` needs it
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-    "TWILIO_API_BASE_URL": "http://127.0.0.1:4010",
-    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-    "TWILIO_AUTH_TOKEN": "local-dev-auth-token",
-    "TWILIO_FROM_NUMBER": "+15005550006",
-    "OUTBOUND_QUEUE_NAME": "twilio-outbound",
-}
-
-
-def user_settings(root: Path = ROOT) -> dict[str, str]:
-    """local.settings.json `Values`, under the process environment (which wins)."""
-    values: dict[str, str] = {}
-    path = root / "local.settings.json"
-    if path.exists():
-        values.update({k: str(v) for k, v in json.loads(path.read_text())["Values"].items()})
-    values.update(os.environ)
-    return values
-
-
-def load_settings(root: Path = ROOT) -> dict[str, str]:
-    """The settings a local run uses: the user's, over `DEV_DEFAULTS`."""
-    return {**DEV_DEFAULTS, **user_settings(root)}
 
 
 def resolve(name: str, env: Mapping[str, str]) -> str:

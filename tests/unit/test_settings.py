@@ -87,5 +87,5 @@ def test_local_settings_example_is_valid_and_names_only_known_settings() -> None
                         )["Values"]
     assert set(values) - SETTING_NAMES == {"FUNCTIONS_WORKER_RUNTIME"}
     settings = Settings.from_env(values)
-    assert settings.sms_keywords == {"HOURS": "We are open 9 to 5."}
-    assert settings.key_vault_url is None and settings.call_flow is None
+    assert settings.sms_keywords == {"HOURS": "We are open 9 to 5.", "ADDRESS": "1 Main St"}
+    assert settings.key_vault_url is None and settings.call_flow is not None
