@@ -8,8 +8,9 @@ array, whose items it then leaves unchecked.
 
 So, for the fields the spec declares as arrays on the operation requested (and only those),
 this front checks the values against the spec's own schema for the field and renames them to
-the bracketed form; a list that fails gets Prism's 422 shape naming the field. Everything
-else reaches Prism byte for byte, and Prism validates the rest of the request as before.
+the bracketed form; a list that fails gets Prism's 422 shape naming the field. A request
+without such fields reaches Prism byte for byte, and Prism validates the rest of every
+request as before.
 Each request is logged on one line (method, path, status, and Prism's reasons for a 4xx).
 """
 
@@ -81,6 +82,8 @@ def rewrite(body: str, arrays: dict[str, Draft7Validator]) -> tuple[str, list[di
     for name, value in pairs:
         if name in arrays:
             lists.setdefault(name, []).append(value)
+    if not lists:
+        return body, []  # nothing to rewrite: the body goes on as it came
     problems = []
     for name, values in lists.items():
         for error in arrays[name].iter_errors(values):
