@@ -1,3 +1,4 @@
+# ruff: noqa: E402 - signal handlers first, so an early Ctrl-C or SIGTERM exits quietly
 """`python -m devhost`: serve function_app locally (HTTP + queue triggers) until Ctrl-C or
 SIGTERM, either of which ends it cleanly at any moment, start-up included."""
 
@@ -15,13 +16,13 @@ def _quit(signum: int, _frame: object) -> None:
 signal.signal(signal.SIGTERM, _quit)
 signal.signal(signal.SIGINT, _quit)
 
-import argparse  # noqa: E402 - after the handlers, so an early signal exits quietly
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
+import argparse
+import asyncio
+import json
+import logging
+import os
 
-from devhost.settings import ROOT, load_settings  # noqa: E402
+from devhost.settings import ROOT, load_settings
 
 
 async def main(host: str, port: int) -> int:

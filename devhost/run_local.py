@@ -1,3 +1,4 @@
+# ruff: noqa: E402 - signal handlers first, so an early Ctrl-C or SIGTERM exits quietly
 """`python -m devhost.run_local` (what `scripts/run-local` runs): the app on this machine.
 
 Settings come from the environment, then local.settings.json (or the file named by
@@ -15,11 +16,18 @@ with the tail of its log, and the others are stopped.
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":
+    # scripts/run-local starts Python with Ctrl-C ignored; from here until main() takes it
+    # over, it ends the run quietly (nothing has started yet).
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+
 import argparse
 import os
 import shutil
-import signal
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +41,15 @@ APP_PORT = 7071
 DEFAULT_WEBHOOK_BASE = f"http://127.0.0.1:{APP_PORT}"
 AZURITE_DEFAULT_PORTS = (10000, 10001, 10002)
 _LOOPBACK = ("127.0.0.1", "localhost")
+
+
+class Started(list[services.Service]):
+    """The processes this run started, in order, each announced with its PID as it starts
+    (so a run stopped midway has said what it stopped)."""
+
+    def append(self, svc: services.Service) -> None:
+        super().append(svc)
+        print(f"  started {svc.name} (pid {svc.pid})", flush=True)
 
 
 class StartError(RuntimeError):
@@ -193,7 +210,7 @@ def watch(started: list[services.Service]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # scripts/run-local starts Python with SIGINT ignored; from here on it ends the run.
+    # From here on, Ctrl-C (or SIGTERM) stops what was started, then ends the run.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="scripts/run-local", description=__doc__,
@@ -204,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".devhost",
                         help="where the services' logs go (default .devhost/)")
     args = parser.parse_args(argv)
-    started: list[services.Service] = []
+    started = Started()
     try:
         if args.settings:
             os.environ[SETTINGS_FILE_VARIABLE] = str(args.settings.resolve())
