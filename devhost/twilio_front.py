@@ -36,16 +36,16 @@ FORM = "application/x-www-form-urlencoded"
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
-format_checker = FormatChecker(formats=())
-
-
-@format_checker.checks("uri")
 def _is_uri(value: object) -> bool:
     """RFC 3986's absolute URI: a scheme, then no spaces or control characters."""
     if not isinstance(value, str):
         return True
     return bool(_SCHEME.match(value)) and not any(c.isspace() or ord(c) < 32 for c in value) \
         and bool(urlsplit(value).netloc or urlsplit(value).path)
+
+
+format_checker = FormatChecker(formats=())
+format_checker.checks("uri")(_is_uri)
 
 
 @dataclass(frozen=True)
@@ -143,13 +143,17 @@ class Front:
             log.info("%s %s -> %d", request.method, request.path, status)
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
 
+    async def marker(self, _: web.Request) -> web.Response:
+        """So a run can tell this front from a bare Prism."""
+        return web.Response(text="twilio_front\n")
+
     async def close(self, _: web.Application | None = None) -> None:
         if self._session is not None:
             await self._session.close()
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get(TWILIO_FRONT_MARKER, lambda _: web.Response(text="twilio_front\n"))
+        app.router.add_get(TWILIO_FRONT_MARKER, self.marker)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         app.on_cleanup.append(self.close)
         return app

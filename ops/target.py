@@ -29,10 +29,10 @@ from shared.settings import STORAGE_PREFIX, Settings
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 LOGIN_TIMEOUT_SECONDS = 30.0
 # Short, bounded waits for an interactive tool (the SDK defaults suit a service).
-QUEUE_OPTIONS = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2,
-                 "connection_timeout": 5, "read_timeout": 30}
-TABLE_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.5, "connection_timeout": 5,
-                 "read_timeout": 30}
+QUEUE_OPTIONS: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2,
+                                 "connection_timeout": 5, "read_timeout": 30}
+TABLE_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.5,
+                                 "connection_timeout": 5, "read_timeout": 30}
 ROLE_HINT = ("`jobs show` needs 'Storage Table Data Reader'; `deadletters` and `enqueue` "
              "'Storage Queue Data Contributor' (README: Operations)")
 
@@ -196,7 +196,8 @@ class Session:
             self._clients[f"q:{name}"] = (
                 QueueClient.from_connection_string(t.connection_string, name, **QUEUE_OPTIONS)
                 if t.connection_string else
-                QueueClient(t.queue_url, name, credential=self._credential, **QUEUE_OPTIONS))
+                QueueClient(str(t.queue_url), name, credential=self._credential,
+                            **QUEUE_OPTIONS))
         return self._clients[f"q:{name}"]
 
     def table(self) -> Any:
@@ -208,7 +209,8 @@ class Session:
             self._clients["table"] = (
                 TableClient.from_connection_string(t.connection_string, name, **TABLE_OPTIONS)
                 if t.connection_string else
-                TableClient(t.table_url, name, credential=self._credential, **TABLE_OPTIONS))
+                TableClient(str(t.table_url), name, credential=self._credential,
+                            **TABLE_OPTIONS))
         return self._clients["table"]
 
 
