@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from jsonschema import Draft7Validator, FormatChecker
 
 from devhost.services import TWILIO_FRONT_MARKER, TWILIO_SPEC
@@ -131,11 +131,17 @@ class Front:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         if self._session is None:
             self._session = ClientSession(timeout=ClientTimeout(total=30))
-        async with self._session.request(request.method, self.upstream + request.path_qs,
-                                         data=body or None, headers=headers) as res:
-            payload = await res.read()
-            status = res.status
-            content_type = res.headers.get("Content-Type", "application/json")
+        try:
+            async with self._session.request(request.method, self.upstream + request.path_qs,
+                                             data=body or None, headers=headers) as res:
+                payload = await res.read()
+                status = res.status
+                content_type = res.headers.get("Content-Type", "application/json")
+        except (ClientError, TimeoutError) as exc:
+            log.info("%s %s -> 502 Prism at %s did not answer (%s)", request.method,
+                     request.path, self.upstream, type(exc).__name__)
+            return web.json_response({"status": 502, "message": f"Prism at {self.upstream} did "
+                                      f"not answer ({type(exc).__name__})"}, status=502)
         if status >= 400:
             log.info("%s %s -> %d %s", request.method, request.path, status,
                      payload.decode("utf-8", "replace")[:500])

@@ -309,8 +309,13 @@ class Decision:
     text: str | None = None
 
 
-async def decide(session: tgt.Session, letter: Letter) -> Decision:
-    """What replaying `letter` means, from its original and the ledger."""
+async def decide(session: tgt.Session, letter: Letter, *, named: bool = False) -> Decision:
+    """What replaying `letter` means, from its original and the ledger. `named`: the person
+    asked for this dead letter by its message id or its kind."""
+    if letter.kind == "outcome_unknown" and not named:
+        return Decision("skip", "Twilio may have sent it already: check the Twilio console, "
+                                "then replay it by its message id or with --kind "
+                                "outcome_unknown")
     text, why = letter.original()
     if text is None:
         return Decision("skip", f"cannot be replayed: {why}")
@@ -377,9 +382,9 @@ class Tally:
 
 
 async def replay_one(session: tgt.Session, reader: Reader, letter: Letter, outbound: str,
-                     dry_run: bool) -> tuple[str, str, Decision]:
+                     dry_run: bool, named: bool = False) -> tuple[str, str, Decision]:
     """(outcome, the line to print, the decision)."""
-    d = await decide(session, letter)
+    d = await decide(session, letter, named=named)
     outcome, line = await _carry_out(session, reader, letter, outbound, dry_run, d)
     return outcome, line, d
 
@@ -429,7 +434,8 @@ async def run_replay(args: argparse.Namespace) -> int:
                     picked = [x for x in letters if chosen.matches(x)]
                     tally.counts["unselected"] += len(letters) - len(picked)
                     results = await asyncio.gather(*(replay_one(
-                        session, reader, x, outbound, args.dry_run) for x in picked))
+                        session, reader, x, outbound, args.dry_run,
+                        named=x.id in chosen.ids or x.kind in chosen.kinds) for x in picked))
                     for outcome, line, decision in results:
                         tally.add(outcome)
                         if outcome == "replayed" and decision.new_id != decision.key:
@@ -473,7 +479,9 @@ def add_parser(commands: Any) -> None:
         "replay", help="send dead letters again (one, a filtered set, or --all)",
         description=__doc__ + "\nSelect with message ids (from `list`), --job, --kind, "
                     "--since, or --all. Dead letters that cannot be replayed (cut, or still "
-                    "not a valid job) are said so and kept.",
+                    "not a valid job) are said so and kept. An outcome_unknown one (Twilio "
+                    "may have sent it) is replayed only when named by its message id or "
+                    "--kind outcome_unknown.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     rp.add_argument("message_ids", nargs="*", metavar="MESSAGE_ID",
                     help="dead letters by message id (see `list`)")

@@ -164,7 +164,11 @@ class Session:
     async def __aenter__(self) -> Session:
         if self.target.connection_string is None:
             self._credential = credential()
-            await self._login()
+            try:
+                await self._login()
+            except BaseException:
+                await self._credential.close()
+                raise
         return self
 
     async def __aexit__(self, *_: object) -> None:

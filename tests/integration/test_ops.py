@@ -266,6 +266,20 @@ def test_a_failed_enqueue_keeps_the_dead_letter(env: dict[str, str],
     assert len(texts(queue(env, "-rejected"))) == 1
 
 
+def test_outcome_unknown_is_replayed_only_when_named(env: dict[str, str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    row(env, "order-7", status="unknown")
+    queue(env, "-rejected").send_message(letter("outcome_unknown"))
+    code, out, _ = run(capsys, "deadletters", "replay", "--all")
+    assert code == 0 and "Twilio may have sent it already: check the Twilio console" in out
+    assert texts(queue(env)) == [] and len(texts(queue(env, "-rejected"))) == 1
+    code, out, _ = run(capsys, "deadletters", "replay", "--kind", "outcome_unknown")
+    assert code == 0 and out.splitlines()[0] == (
+        "replayed     rejected outcome_unknown   order-7 -> order-7.r1 (new id: order-7 is "
+        "unknown in the ledger)")
+    assert [json.loads(t)["id"] for t in texts(queue(env))] == ["order-7.r1"]
+
+
 def test_dry_run_changes_nothing(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     seed_mixed(env)
     row(env, "order-7", status="rejected")

@@ -103,3 +103,15 @@ def test_only_the_specs_list_fields_are_rewritten(service_logs: Path) -> None:
     assert first.headers["Authorization"] == AUTH
     assert second.body.decode() == ("To=%2B15551234567&From=%2B15005550006&Body=a+b%26c"
                                     "&MediaUrl%5B0%5D=https%3A%2F%2Fa.example%2F1.png")
+
+
+def test_prism_not_answering_is_a_502_not_a_crash(service_logs: Path) -> None:
+    svc = services.start_twilio_front(service_logs / "front-nowhere",
+                                      upstream=f"http://127.0.0.1:{services.free_port()}")
+    try:
+        status, doc = post(svc.env["TWILIO_API_BASE_URL"], "Messages.json",
+                           "To=%2B15551234567&From=%2B15005550006&Body=x")
+        assert status == 502 and str(doc["message"]).startswith("Prism at http://127.0.0.1:")
+        assert svc.exited() is None
+    finally:
+        svc.stop()
