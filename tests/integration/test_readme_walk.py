@@ -31,6 +31,7 @@ from azure.storage.queue import QueueClient
 
 from devhost.settings import LOCAL_CALL_FLOW
 from ops.__main__ import parser as ops_parser
+from shared.callflow import CallFlow, CallFlowError
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
 
 README = ROOT / "README.md"
@@ -39,7 +40,6 @@ TWIMLET = re.compile(r"`(/api/twiml/[^`\s]+)`")
 TOOL = re.compile(r"^(\.venv/bin/)?python -m ops\b")
 AZURE = ("az ", "azd ", "func azure ", "twilio ")
 HARNESS = ("scripts/run-local", "scripts/test")
-CALL_FLOW_KEYS = {"greeting", "blocklist", "menu", "forward", "voicemail", "voice", "language"}
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,11 @@ def json_docs(block: str) -> list[Any]:
 def doc_kind(doc: Any) -> str:
     if isinstance(doc, dict) and "event_id" in doc:
         return "event"
-    if isinstance(doc, dict) and doc and set(doc) <= CALL_FLOW_KEYS:
+    try:
+        CallFlow.parse(json.dumps(doc))
         return "call_flow"
+    except CallFlowError:
+        pass
     if isinstance(doc, dict) and "type" in doc and "to" in doc:
         return "job"
     return "unknown"
