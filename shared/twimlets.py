@@ -31,6 +31,18 @@ MENU_ERROR = "I'm sorry, that wasn't a valid option."
 WHISPER = "You are receiving a call. Press any key to accept."
 
 
+# The fields Twilio posts to a voice URL, an action or a callback (Twilio's "Voice request"
+# docs). Only these are read from a POST form; everything else comes from the query.
+RUNTIME_FIELDS = frozenset({
+    "AccountSid", "ApiVersion", "CallSid", "CallStatus", "Called", "Caller", "Direction",
+    "ForwardedFrom", "From", "To", "ParentCallSid", "CallToken",
+    "Digits", "FinishedOnKey", "SpeechResult", "Confidence",
+    "DialCallStatus", "DialCallSid", "DialCallDuration", "DialBridged",
+    "RecordingUrl", "RecordingSid", "RecordingDuration", "RecordingStatus",
+    "TranscriptionText", "TranscriptionStatus", "TranscriptionUrl", "TranscriptionSid",
+})
+
+
 class TwimletError(ValueError):
     """A parameter the twimlet cannot work with; the message names it (a 400)."""
 
@@ -94,6 +106,18 @@ class Params:
     """Twimlet parameters: `Name`, `Name[0]`, `Name[]` ... and the speech settings."""
 
     values: FormParams
+
+    @classmethod
+    def from_request(cls, query: FormParams, form: FormParams) -> Params:
+        """Settings come only from the signed URL's query; from the POST form only the
+        fields Twilio itself sends at run time. A TwiML App reached from the Voice SDK
+        receives the client's own parameters in the form, signed with our token: they
+        must not add numbers to dial, change a FailUrl or name a moderator."""
+        values = FormParams({k: list(v) for k, v in query.items()})
+        for name, items in form.items():
+            if name in RUNTIME_FIELDS and name not in values:
+                values[name] = list(items)
+        return cls(values)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.values.first(name)

@@ -60,6 +60,8 @@ class Call:
     params: FormParams  # query parameters, then form fields (the query wins on a clash)
     public_url: str
     idempotency_token: str | None = None  # Twilio's I-Twilio-Idempotency-Token
+    query: FormParams = field(default_factory=FormParams)  # the signed URL's own query
+    form: FormParams = field(default_factory=FormParams)  # the POST form (Twilio's fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.first(name, default)
@@ -140,7 +142,8 @@ class Webhooks:
         build = twimlets.TWIMLETS[name]
 
         async def handler(call: Call) -> WebhookResponse:
-            result = build(Params(call.params), Links(call.public_url))
+            result = build(Params.from_request(call.query, call.form),
+                           Links(call.public_url))
             if result.jobs:
                 async def enqueue() -> None:
                     for job in result.jobs:
@@ -217,7 +220,8 @@ class Webhooks:
                 raise BadRequest(403, "Invalid X-Twilio-Signature.")
         params = FormParams(form or {})
         params.update(query)
-        return Call(params, url, request.headers.get("i-twilio-idempotency-token"))
+        return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
+                    query=query, form=form or FormParams())
 
 
 def _decode(body: bytes) -> str:
