@@ -7,10 +7,12 @@ should drop an `event_id` they have seen. Version 1 fields are documented in the
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
 from shared.signature import FormParams
+from shared.storage import MAX_MESSAGE_BYTES, queue_bytes
 
 EVENT_VERSION = 1
 MAX_MEDIA = 10
@@ -51,3 +53,36 @@ def status(params: FormParams, job_id: str | None) -> dict[str, Any]:
     if is_call:
         event["duration"] = first("CallDuration")
     return event
+
+
+def fit(event: dict[str, Any]) -> str:
+    """The event's JSON text, within a queue message: a signed request can carry fields far
+    longer than Twilio's own (a TwiML App passes client parameters through), so the longest
+    strings are cut until it fits, and `truncated` names them."""
+    text = json.dumps(event, ensure_ascii=False)
+    if queue_bytes(text) <= MAX_MESSAGE_BYTES:
+        return text
+    event = json.loads(text)  # a copy we may cut
+    cut: list[str] = []
+    while queue_bytes(text) > MAX_MESSAGE_BYTES - 256:
+        path, value = max(_strings(event), key=lambda pair: len(pair[1]))
+        _set(event, path, value[: len(value) // 2])
+        name = ".".join(map(str, path))
+        if name not in cut:
+            cut.append(name)
+        text = json.dumps({**event, "truncated": cut}, ensure_ascii=False)
+    return text
+
+
+def _strings(doc: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    if isinstance(doc, str):
+        return [(path, doc)]
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) \
+        if isinstance(doc, list) else ()
+    return [found for key, value in items for found in _strings(value, (*path, key))]
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: str) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value

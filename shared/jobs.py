@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -101,6 +102,16 @@ def to_dict(job: Job) -> dict[str, Any]:
         if value is not None:
             doc[key] = value
     return doc
+
+
+def valid_id(text: str) -> bool:
+    """Whether `text` is a job id as the schema's `id` defines it."""
+    return _id_pattern().fullmatch(text) is not None
+
+
+@cache
+def _id_pattern() -> re.Pattern[str]:
+    return re.compile(schema()["properties"]["id"]["pattern"])
 
 
 @cache

@@ -40,6 +40,8 @@ SETTING_NAMES = frozenset(
         "TWILIO_FROM_NUMBER",
         "TWILIO_API_BASE_URL",
         "TWILIO_SECRETS_TTL_SECONDS",
+        "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS",
+        "WEBHOOK_BUDGET_SECONDS",
         "WEBHOOK_BASE_URL",
         "OUTBOUND_QUEUE_NAME",
         "JOBS_TABLE_NAME",
@@ -109,6 +111,10 @@ class Settings:
     from_number: str | None = None
     api_base_url: str = "https://api.twilio.com"
     secrets_ttl_seconds: float = 900.0
+    token_rotation_window_seconds: float = 86400.0
+    # Twilio waits 15 s for a webhook's answer, connection included, then retries once or
+    # goes to the fallback URL: answer (a 503 if need be) well inside that.
+    webhook_budget_seconds: float = 8.0
     webhook_base_url: str | None = None
     outbound_queue_name: str = "twilio-outbound"
     jobs_table_name: str = "twiliojobs"
@@ -154,6 +160,10 @@ class Settings:
             api_base_url=read.url("TWILIO_API_BASE_URL", schemes=("https", "http"),
                                   origin_only=True) or "https://api.twilio.com",
             secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),
+            token_rotation_window_seconds=read.number(
+                "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS", 86400.0, minimum=0),
+            webhook_budget_seconds=read.number("WEBHOOK_BUDGET_SECONDS", 8.0, minimum=1,
+                                               maximum=14),
             webhook_base_url=read.url("WEBHOOK_BASE_URL", schemes=("https", "http"),
                                       origin_only=True),
             outbound_queue_name=read.queue_name("OUTBOUND_QUEUE_NAME", "twilio-outbound"),
@@ -275,7 +285,8 @@ class _Reader:
         return self.matching(name, _QUEUE_NAME, "a storage queue name: 3-54 lowercase letters, "
                              "digits and single dashes") or default
 
-    def number(self, name: str, default: float, *, minimum: float) -> float:
+    def number(self, name: str, default: float, *, minimum: float,
+               maximum: float = float("inf")) -> float:
         value = self.text(name)
         if value is None:
             return default
@@ -283,8 +294,10 @@ class _Reader:
             number = float(value)
         except ValueError:
             raise SettingsError(f"{name} must be a number of seconds; got {value!r}.") from None
-        if number < minimum:
-            raise SettingsError(f"{name} must be at least {minimum:g}; got {value!r}.")
+        if not minimum <= number <= maximum:  # NaN fails too
+            raise SettingsError(f"{name} must be from {minimum:g} to {maximum:g}; got "
+                                f"{value!r}." if maximum < float("inf") else
+                                f"{name} must be at least {minimum:g}; got {value!r}.")
         return number
 
     def url(self, name: str, *, schemes: tuple[str, ...], origin_only: bool = False) -> str | None:

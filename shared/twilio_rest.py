@@ -8,9 +8,11 @@ seam twilio-python offers for this.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -21,6 +23,11 @@ from shared.jobs import MAX_TWIML_CHARS, Job, JobRejected
 
 TWILIO_ORIGIN = "https://api.twilio.com"
 REQUEST_TIMEOUT_SECONDS = 15.0
+# Looking for an earlier attempt's message or call: the newest few to the same recipient,
+# created since that attempt began (less our clock's possible lead over Twilio's).
+FIND_LIMIT = 20
+CLOCK_SKEW_SECONDS = 15.0
+T = TypeVar("T")
 
 # twilio-python logs every request at INFO; keep its lines out unless something is wrong.
 _http_log = logging.getLogger("shared.twilio_http")
@@ -85,19 +92,45 @@ class TwilioApi:
         self._client_for: TwilioCredentials | None = None
 
     async def send(self, job: Job, from_number: str) -> Sent:
-        """Create the message or call. A 401 re-reads the secrets once (a rotated token)."""
+        """Create the message or call."""
+        return await self._with_client(lambda client: self._create(client, job, from_number))
+
+    async def find(self, job: Job, from_number: str, since: float) -> Sent | None:
+        """The message or call an earlier attempt of `job` may have created since `since`
+        (epoch seconds), or None. Twilio's list resources filter by To and From; the body
+        (for a message) and the creation time narrow it to this job. Two jobs with the same
+        recipient, sender and text in the same minutes cannot be told apart: the README says
+        so, and `reconciled` on the job's row shows what was found."""
+        return await self._with_client(lambda client: self._find(client, job, from_number,
+                                                                 since))
+
+    async def _with_client(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """`call(client)`; a 401 re-reads the secrets once (a rotated token)."""
         from twilio.base.exceptions import TwilioRestException
 
         creds = await self.credentials.get()
         try:
-            return await self._create(self._client_with(creds), job, from_number)
+            return await call(self._client_with(creds))
         except TwilioRestException as exc:
             if exc.status != 401:
                 raise
             fresh = await self.credentials.refresh(creds)
             if fresh is None:
                 raise
-            return await self._create(self._client_with(fresh), job, from_number)
+            return await call(self._client_with(fresh))
+
+    async def _find(self, client: Any, job: Job, from_number: str, since: float
+                    ) -> Sent | None:
+        resource = client.messages if job.type == "sms" else client.calls
+        items = await resource.list_async(to=job.to, from_=from_number, limit=FIND_LIMIT)
+        earliest = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.UTC)
+        matches = [i for i in items if i.date_created is not None
+                   and i.date_created >= earliest
+                   and (job.type != "sms" or job.body is None or i.body == job.body)]
+        if not matches:
+            return None
+        first = min(matches, key=lambda i: i.date_created)
+        return Sent(first.sid, first.status)
 
     def _client_with(self, creds: TwilioCredentials) -> Any:
         if self._client is None or self._client_for != creds:

@@ -156,7 +156,7 @@ def test_voicemail_notification_is_sent_through_the_queue(app: dict[str, Any],
     assert status == 200 and "<Record" in twiml
     record_url = twiml.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
     path = record_url.split("127.0.0.1", 1)[1].split("/", 1)[1]
-    status, _ = post_signed(app, "/" + path, {**call, "RecordingSid": "RE9",
+    status, _ = post_signed(app, "/" + path, {**call, "RecordingSid": "RE" + "9" * 32,
                                               "RecordingUrl": "https://api.twilio.com/r/RE9"})
     assert status == 200
     [sent] = wait_for(lambda: [r for r in prism_recorder.creates("Messages") if r.status])

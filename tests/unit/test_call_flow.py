@@ -87,11 +87,11 @@ def test_sms_keywords_then_auto_reply_and_inbound_event() -> None:
     res = twilio.post(f"{ORIGIN}/api/sms", sms, {"i-twilio-idempotency-token": "t1"})
     assert res.body == X("<Message>Open 9 to 5.</Message>")
     twilio.post(f"{ORIGIN}/api/sms", sms, {"i-twilio-idempotency-token": "t1"})  # a retry
-    other = twilio.post(f"{ORIGIN}/api/sms", {**sms, "MessageSid": "SM2", "Body": "hello"})
+    other = twilio.post(f"{ORIGIN}/api/sms", {**sms, "MessageSid": "SM" + "2" * 32, "Body": "hello"})
     assert other.body == X("<Message>Thanks for your message. We will get back to you soon."
                            "</Message>")
     events = [json.loads(t) for t in twilio.queues.texts("twilio-inbound")]
-    assert [e["event_id"] for e in events] == ["SM" + "7" * 32, "SM2"]
+    assert [e["event_id"] for e in events] == ["SM" + "7" * 32, "SM" + "2" * 32]
     first = events[0]
     del first["received_at"]
     assert first == {"event_id": "SM" + "7" * 32, "type": "sms.received", "version": 1,
@@ -108,24 +108,25 @@ def test_bad_keywords_setting() -> None:
 
 def test_status_callback_event_and_job_record() -> None:
     twilio = Twilio()
-    twilio.ledger.rows["order-7"] = {"status": "sent", "sid": "SM9"}
-    form = {"MessageSid": "SM9", "MessageStatus": "undelivered", "ErrorCode": "30003",
+    twilio.ledger.rows["order-7"] = {"status": "sent", "sid": "SM" + "9" * 32}
+    form = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "undelivered", "ErrorCode": "30003",
             "To": "+15551234567"}
     twilio.post(f"{ORIGIN}/api/status?job=order-7", form)
     [event] = [json.loads(t) for t in twilio.queues.texts("twilio-status")]
     del event["at"]
-    assert event == {"event_id": "SM9:undelivered", "type": "message.status", "version": 1,
-                     "sid": "SM9", "status": "undelivered", "job_id": "order-7",
+    assert event == {"event_id": "SM" + "9" * 32 + ":undelivered", "type": "message.status", "version": 1,
+                     "sid": "SM" + "9" * 32, "status": "undelivered", "job_id": "order-7",
                      "error_code": "30003", "to": "+15551234567", "from": CALLER}
-    assert twilio.ledger.rows["order-7"] == {"status": "sent", "sid": "SM9",
+    assert twilio.ledger.rows["order-7"] == {"status": "sent", "sid": "SM" + "9" * 32,
                                              "twilio_status": "undelivered",
-                                             "twilio_error_code": "30003"}
+                                             "twilio_error_code": "30003",
+                                             "callback_sid": "SM" + "9" * 32}
 
 
 @pytest.mark.parametrize("count", ["\u00b2", "99999999", "-1", "x"])
 def test_odd_num_media_is_not_trusted(count: str) -> None:
     twilio = Twilio()
-    res = twilio.post(f"{ORIGIN}/api/sms", {"MessageSid": "SM1", "Body": "x", "NumMedia": count,
+    res = twilio.post(f"{ORIGIN}/api/sms", {"MessageSid": "SM" + "1" * 32, "Body": "x", "NumMedia": count,
                                              "MediaUrl0": "https://m.example/0"})
     assert res.status == 200
     [event] = [json.loads(t) for t in twilio.queues.texts("twilio-inbound")]

@@ -135,13 +135,13 @@ def test_voicemail_walk_notifies_once_by_sms_job() -> None:
     assert res.body == X(f'<Say>Leave a message</Say><Record action="'
                          f'{recorded.replace("&", "&amp;")}" maxLength="120" />'
                          "<Say>I did not receive a recording. Goodbye.</Say>")
-    rec = {"RecordingUrl": "https://api.twilio.com/rec/RE1", "RecordingSid": "RE1"}
+    rec = {"RecordingUrl": "https://api.twilio.com/rec/RE1", "RecordingSid": "RE" + "1" * 32}
     headers = {"i-twilio-idempotency-token": "idem-1"}
     done = twilio.post(action(res.body, "Record"), rec, headers)
     assert done.body == X("<Say>Thank you. Goodbye.</Say><Hangup />")
     twilio.post(action(res.body, "Record"), rec, headers)  # Twilio's retry
     [job] = [json.loads(t) for t in twilio.queues.texts("twilio-outbound")]
-    assert job == {"id": "voicemail-RE1", "type": "sms", "to": "+15559990000",
+    assert job == {"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": "+15559990000",
                    "body": f"New voicemail from {CALLER}: https://api.twilio.com/rec/RE1"}
 
 
@@ -151,7 +151,7 @@ def test_voicemail_with_transcription_notifies_with_the_text() -> None:
                           code=False))
     record = ElementTree.fromstring(res.body).find("Record")
     assert record is not None and record.get("transcribe") == "true"
-    rec = {"RecordingUrl": "https://api.twilio.com/rec/RE2", "RecordingSid": "RE2"}
+    rec = {"RecordingUrl": "https://api.twilio.com/rec/RE2", "RecordingSid": "RE" + "2" * 32}
     assert twilio.post(record.get("action"), rec).body == X(  # type: ignore[arg-type]
         "<Say>Thank you. Goodbye.</Say><Hangup />")
     assert twilio.queues.texts("twilio-outbound") == []  # waits for the transcription
