@@ -126,14 +126,15 @@ class KeyVaultSource:
 
     def _previous(self, current: Any) -> str | None:
         """The token's earlier version while the current one is new, else None."""
-        created = current.properties.created_on
-        if not self._window or created is None or \
+        props = getattr(current, "properties", None)
+        created = getattr(props, "created_on", None)
+        if props is None or not self._window or created is None or \
                 self._clock() - created.timestamp() >= self._window:
             return None
         name = self._names[1]
         older = [v for v in self._guard(
             name, lambda: list(self._client.list_properties_of_secret_versions(name)))
-            if v.enabled and v.version != current.properties.version
+            if v.enabled and v.version != props.version
             and v.created_on is not None and v.created_on < created]
         if not older:
             return None
@@ -143,6 +144,8 @@ class KeyVaultSource:
 
     def _read(self, name: str, version: str | None = None) -> Any:
         self.reads += 1
+        if version is None:
+            return self._guard(name, lambda: self._client.get_secret(name))
         return self._guard(name, lambda: self._client.get_secret(name, version))
 
     def _guard(self, name: str, call: Callable[[], Any]) -> Any:

@@ -227,16 +227,36 @@ class ManagedIdentityDouble(LoopbackServer):
                            "resource": query.get("resource", [""])[0], "token_type": "Bearer"})
 
 
+class SecretVersions(dict[str, str]):
+    """name -> current value; setting a value adds a version, as `az keyvault secret set`
+    does. `history[name]` holds [value, created epoch, enabled] per version, oldest first."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__()
+        self.history: dict[str, list[list[Any]]] = {}
+        for name, value in values.items():
+            self.set(name, value, created=time.time() - 30 * 86400)
+
+    def set(self, name: str, value: str, *, created: float | None = None) -> None:
+        super().__setitem__(name, value)
+        self.history.setdefault(name, []).append([value, created or time.time(), True])
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+
 class KeyVaultDouble(LoopbackServer):
-    """Key Vault's secrets API over HTTPS, with the bearer challenge the SDK expects."""
+    """Key Vault's secrets API over HTTPS (get, get a version, list versions), with the
+    bearer challenge the SDK expects."""
 
     def __init__(self, tls: ssl.SSLContext, secrets: dict[str, str]) -> None:
         super().__init__(tls)
-        self.secrets = secrets
+        self.secrets = SecretVersions(secrets)
         self.faults: list[int] = []  # statuses to answer to the next authorised GETs
         self.on_get: Callable[[str], None] | None = None
 
     def reads(self, name: str) -> int:
+        """Reads of the secret's current value."""
         with self.lock:
             return sum(1 for r in self.requests if r.status == 200 and
                        urlsplit(r.path).path.rstrip("/") == f"/secrets/{name}")
@@ -253,12 +273,22 @@ class KeyVaultDouble(LoopbackServer):
             return _json(fault, {"error": {"code": "Throttled" if fault == 429 else "Error",
                                            "message": "injected"}},
                          **({"Retry-After": "0"} if fault == 429 else {}))
-        name = urlsplit(req.path).path.rstrip("/").split("/")[-1]
-        if name not in self.secrets:
+        parts = urlsplit(req.path).path.strip("/").split("/")  # secrets/<name>[/<version>]
+        name = parts[1] if len(parts) > 1 else ""
+        history = self.secrets.history.get(name)
+        if not history:
             return _json(404, {"error": {"code": "SecretNotFound", "message": name}})
-        return _json(200, {"value": self.secrets[name],
-                           "id": f"{self.url}/secrets/{name}/0123456789abcdef",
-                           "attributes": {"enabled": True}})
+        if parts[2:] == ["versions"]:
+            return _json(200, {"value": [self._item(name, i)
+                                         for i in range(len(history))], "nextLink": None})
+        index = len(history) - 1 if len(parts) == 2 else int(parts[2], 16)
+        return _json(200, {"value": history[index][0], **self._item(name, index)})
+
+    def _item(self, name: str, index: int) -> dict[str, Any]:
+        _, created, enabled = self.secrets.history[name][index]
+        return {"id": f"{self.url}/secrets/{name}/{index:032x}",
+                "attributes": {"enabled": enabled, "created": int(created),
+                               "updated": int(created)}}
 
 
 @dataclass
