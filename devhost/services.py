@@ -83,18 +83,21 @@ def azurite_connection_string(blob: int, queue: int, table: int) -> str:
             f"TableEndpoint=http://127.0.0.1:{table}/{AZURITE_ACCOUNT};")
 
 
-def start_azurite(log_dir: Path, *, blob: int = 0, queue: int = 0, table: int = 0) -> Service:
-    """Azurite in memory. Ports 0: free ones. Flags per ../shared/FACTS.md: telemetry off,
+def start_azurite(log_dir: Path, *, blob: int = 0, queue: int = 0, table: int = 0,
+                  location: Path | None = None) -> Service:
+    """Azurite in memory, or persisted under `location` (so it can be killed and started
+    again with its data). Ports 0: free ones. Flags per ../shared/FACTS.md: telemetry off,
     API version check skipped (the SDK is newer than Azurite)."""
     blob, queue, table = blob or free_port(), queue or free_port(), table or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "azurite.log"
-    cmd = [_tool("azurite"), "--silent", "--disableTelemetry", "--inMemoryPersistence",
+    storage = ["--location", str(location)] if location else ["--inMemoryPersistence"]
+    cmd = [_tool("azurite"), "--silent", "--disableTelemetry", *storage,
            "--skipApiVersionCheck",
            "--blobHost", "127.0.0.1", "--blobPort", str(blob),
            "--queueHost", "127.0.0.1", "--queuePort", str(queue),
            "--tableHost", "127.0.0.1", "--tablePort", str(table)]
-    proc = subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, cwd=log_dir)
     svc = Service("azurite", proc, {"blob": blob, "queue": queue, "table": table}, log_path)
     for port in (blob, queue, table):

@@ -28,7 +28,7 @@ from shared.jobs import Job, JobRejected
 from shared.ledger import ATTEMPT_SECONDS, Claim, ClaimLost, Ledger
 from shared.settings import Settings
 from shared.storage import QueueWriter
-from shared.twilio_rest import Sent
+from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS, Sent
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ RETRY_CAP_SECONDS = 900
 # A job whose key another delivery holds is looked at again this long after that claim's
 # lease ends.
 BUSY_RECHECK_MARGIN_SECONDS = 5
+# After a Twilio request timed out or broke, the retry (which first looks at Twilio for
+# the message or call) waits at least this long: twice the request timeout, so that a
+# request still on its way has landed by then.
+SETTLE_SECONDS = 2 * REQUEST_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class OutboundProcessor:
                  *, max_attempts: int = MAX_ATTEMPTS,
                  clock: Callable[[], float] = time.time,
                  delays: Callable[[str, int], int] = retry_delay,
-                 attempt_seconds: float = ATTEMPT_SECONDS) -> None:
+                 attempt_seconds: float = ATTEMPT_SECONDS,
+                 settle_seconds: float = SETTLE_SECONDS) -> None:
         self.settings = settings
         self.sender = sender
         self.ledger = ledger
@@ -80,6 +85,7 @@ class OutboundProcessor:
         self.clock = clock
         self.delays = delays
         self.attempt_seconds = attempt_seconds
+        self.settle_seconds = settle_seconds
 
     async def process(self, item: QueueItem) -> Outcome:
         """Raises only when the outcome could not be written (storage unreachable): the
@@ -199,6 +205,9 @@ class OutboundProcessor:
         # Release the claim first: if the copy below is never written, the host redelivers
         # this message and it can claim again.
         delay = self.delays(failure.kind, attempts)
+        if failure.ambiguous:
+            # A request we gave up on may still reach Twilio: look only once it cannot.
+            delay = max(delay, int(self.settle_seconds))
         await self.ledger.update(claim, status="retrying", last_error=failure.reason,
                                  twilio_code=failure.twilio_code, check_since=since,
                                  ambiguous=ambiguous, retry_at=self.clock() + delay)

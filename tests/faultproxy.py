@@ -106,7 +106,9 @@ class FaultProxy:
             connector=aiohttp.TCPConnector(keepalive_timeout=2))
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Idle keep-alive connections closed after 5 s, as Azurite (Node) does.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()

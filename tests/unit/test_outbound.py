@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -97,24 +98,29 @@ def test_permanent_twilio_errors_are_rejected_with_code(code: int) -> None:
     assert queues.texts(OUTBOUND) == []
 
 
-@pytest.mark.parametrize("error, kind", [
-    (twilio_error(429, 20429), "transient"),
-    (twilio_error(503), "transient"),
-    (twilio_error(401, 20003), "transient"),
-    (TimeoutError(), "transient"),
-    (aiohttp.ServerDisconnectedError(), "transient"),
-    (ConnectionResetError(), "transient"),
-    (CredentialsError("vault throttled", transient=True), "transient"),
-    (twilio_error(400, 30001), "capacity"),
-    (twilio_error(429, 21611), "capacity"),
+@pytest.mark.parametrize("error, kind, delay", [
+    (twilio_error(429, 20429), "transient", 10),
+    (twilio_error(503), "transient", 10),
+    (twilio_error(401, 20003), "transient", 10),
+    (CredentialsError("vault throttled", transient=True), "transient", 10),
+    (aiohttp.ClientConnectorError(SimpleNamespace(  # type: ignore[arg-type]
+        ssl=None, host="api.twilio.com", port=443), OSError(111, "refused")), "transient", 10),
+    # No answer: Twilio may still get the request; the retry looks there, and waits twice
+    # the request timeout first.
+    (TimeoutError(), "transient", 30),
+    (aiohttp.ServerDisconnectedError(), "transient", 30),
+    (ConnectionResetError(), "transient", 30),
+    (twilio_error(400, 30001), "capacity", 60),
+    (twilio_error(429, 21611), "capacity", 60),
 ])
-def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception,
-                                                            kind: str) -> None:
+def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception, kind: str,
+                                                            delay: int) -> None:
     processor, sender, ledger, queues = make(error)
     assert run(processor, json.dumps(SMS)).result == "retry_scheduled"
-    [(copy, delay)] = queues.messages[OUTBOUND]
+    [(copy, scheduled)] = queues.messages[OUTBOUND]
     assert json.loads(copy) == {**SMS, "id": "msg-m-1"}
-    assert delay == retry_delay(kind, 1)
+    assert scheduled == delay
+    assert (delay == retry_delay(kind, 1)) is (ledger.rows["msg-m-1"]["check_since"] == 0.0)
     assert ledger.rows["msg-m-1"]["status"] == "retrying"
     # The copy is delivered and succeeds: one send recorded, under the same key.
     assert run(processor, copy, "m-2").result == "sent"
