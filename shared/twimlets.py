@@ -400,6 +400,11 @@ def _voicemail_jobs(p: Params, notify: str | None, transcript: str | None
     recording = p.get("RecordingUrl")
     if not notify or not recording:
         return []
+    host = urlsplit(recording).hostname or ""
+    if not recording.startswith("https://") or not (host == "twilio.com"
+                                                    or host.endswith(".twilio.com")):
+        # The link goes to the owner's phone: only ever one of Twilio's.
+        raise TwimletError("RecordingUrl is not a Twilio recording URL.")
     sid = p.get("RecordingSid") or recording.rsplit("/", 1)[-1]
     if not _SID.fullmatch(sid):
         raise TwimletError("RecordingSid is not a Twilio SID.")

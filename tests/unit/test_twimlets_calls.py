@@ -42,12 +42,20 @@ def test_forward_dials(params: list[tuple[str, str]], attrs: str) -> None:
     ("15551112222", CALLER, LINE),
     ("+15005550006", CALLER, LINE),  # [FORWARD-1-6]: the number called is on the list
     ("+1 555 111 2222", "15551112222", LINE),
+    ("1-555-111-2222", "5551112222", "5005550006"),  # [FORWARD-1-5]: API 2008-08-01 numbers
 ])
 def test_forward_allowed_callers_match_by_digits(allowed: str, caller: str,
                                                  called: str) -> None:
     params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[]", "+15550000000"),
               ("AllowedCallers[]", allowed)]
     res = Twilio().post(url("forward", params), {"From": caller, "To": called})
+    assert ok(res) == dial_forward(params)
+
+
+def test_forward_reads_the_2008_api_caller_and_called_fields() -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[]", CALLER)]
+    old_api = {"CallSid": "CA1", "Caller": CALLER, "Called": LINE, "ApiVersion": "2008-08-01"}
+    res = Twilio().post(url("forward", params), call=old_api)
     assert ok(res) == dial_forward(params)
 
 
@@ -195,6 +203,16 @@ def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
     twilio = Twilio()
     assert ok(twilio.post(url("voicemail", [("Transcribe", "false")]), REC)) == X(
         "<Say>Thanks. Good bye.</Say><Hangup />")
+    assert twilio.jobs() == []
+
+
+@pytest.mark.parametrize("recording", ["https://evil.example/RE1", "http://api.twilio.com/r/RE1",
+                                       "https://api.twilio.com.evil.example/RE1"])
+def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
+    twilio = Twilio()
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
+                      {**REC, "RecordingUrl": recording})
+    assert bad(res) == "RecordingUrl is not a Twilio recording URL."
     assert twilio.jobs() == []
 
 
