@@ -35,7 +35,7 @@ def test_forward_then_voicemail_on_no_answer_walk() -> None:
     res = twilio.post(VOICE)
     forward = action(res.body, "Redirect", "")
     voicemail = (f"{ORIGIN}/api/twiml/voicemail?Message=Please+leave+a+message."
-                 "&Notify=%2B15551239999&code=k1")
+                 "&Notify=%2B15551239999&Transcribe=false&code=k1")
     assert forward == (f"{ORIGIN}/api/twiml/forward?PhoneNumber=%2B15551230000&Timeout=15&"
                        f"{urlencode([('FailUrl', voicemail)])}&code=k1")
     assert res.body == X("<Say>Thanks for calling Acme.</Say>"
@@ -44,7 +44,28 @@ def test_forward_then_voicemail_on_no_answer_walk() -> None:
     after = twilio.post(action(dial.body, "Dial"), {"DialCallStatus": "no-answer"})
     assert action(after.body, "Redirect", "") == voicemail
     prompt = twilio.post(voicemail)
-    assert "<Say>Please leave a message.</Say><Record" in prompt.body
+    assert prompt.body == X(f'<Say>Please leave a message.</Say><Record action="'
+                            f'{voicemail.replace("&", "&amp;")}" />')
+    recorded = twilio.post(voicemail, {"RecordingUrl": "https://api.twilio.com/r/RE7",
+                                       "RecordingSid": "RE" + "7" * 32})
+    assert recorded.body == X("<Say>Thanks. Good bye.</Say><Hangup />")
+    assert [json.loads(t)["to"] for t in twilio.queues.texts("twilio-outbound")] == [
+        "+15551239999"]
+
+
+def test_flow_voicemail_transcribes_when_asked() -> None:
+    flow = {"voicemail": {"notify": "+15551239999", "transcribe": True}}
+    twilio = Twilio(CALL_FLOW=json.dumps(flow))
+    voicemail = action(twilio.post(VOICE).body, "Redirect", "")
+    assert voicemail == (f"{ORIGIN}/api/twiml/voicemail?Notify=%2B15551239999&Transcribe=true"
+                         "&code=k1")
+    assert 'transcribe="true"' in twilio.post(voicemail).body
+
+
+def test_blocklist_matches_by_digits() -> None:
+    twilio = Twilio(CALL_FLOW=json.dumps(FLOW))
+    assert twilio.post(VOICE, {"From": "+1 555 000 9999"}).body == X("<Reject />")
+    assert twilio.post(VOICE, {"From": "client:alice"}).body != X("<Reject />")
 
 
 def test_menu_flow_routes_each_option() -> None:
@@ -60,8 +81,10 @@ def test_menu_flow_routes_each_option() -> None:
     assert "<Say voice=\"Polly.Joanna\">Press 1 for sales, 2 for hours.</Say>" in gather.body
     hours = twilio.post(action(twilio.post(menu_url, {"Digits": "2"}).body, "Redirect", ""))
     assert hours.body == X('<Say voice="Polly.Joanna">We are open nine to five.</Say>')
-    sales = twilio.post(action(twilio.post(menu_url, {"Digits": "1"}).body, "Redirect", ""))
-    assert "<Number>+15551230000</Number>" in sales.body
+    sales_url = action(twilio.post(menu_url, {"Digits": "1"}).body, "Redirect", "")
+    sales = twilio.post(sales_url)
+    back = f"{sales_url.replace('&code=k1', '')}&Dial=true&code=k1".replace("&", "&amp;")
+    assert sales.body == X(f'<Dial action="{back}" timeout="20">+15551230000</Dial>')
 
 
 @pytest.mark.parametrize("flow, message", [
@@ -137,7 +160,6 @@ def test_odd_numbers_in_twimlet_state_are_400s() -> None:
     twilio = Twilio()
     base = "https://func-x.azurewebsites.net/api/twiml/"
     assert twilio.post(base + "forward?PhoneNumber=%2B15550000001&Timeout=%C2%B2").status == 400
-    res = twilio.post(base + "findme?PhoneNumbers%5B0%5D=%2B15550000001&Dial=true&Index=%C2%B2",
-                      {"DialCallStatus": "busy"})
-    assert (res.status, res.body) == (400, "Index must be a whole number (findme sets it "
-                                           "itself).\n")
+    res = twilio.post(base + "conference?Password=12&PasswordTries=%C2%B2", {"Digits": "1"})
+    assert (res.status, res.body) == (400, "PasswordTries must be a whole number (the twimlet "
+                                           "sets it itself).\n")

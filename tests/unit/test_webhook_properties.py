@@ -31,7 +31,9 @@ fields = st.dictionaries(st.one_of(text, st.sampled_from(
      "PhoneNumber", "PhoneNumbers[]", "PhoneNumbers[0]", "Timeout", "FailUrl", "Dial",
      "DialCallStatus", "Digits", "Options[1]", "Options[22]", "Password", "Moderators[]",
      "Music", "Music[0]", "Whisper", "Accepted", "Index", "RecordingUrl", "Notify", "Stage",
-     "Transcribe", "TranscriptionText", "NumMedia", "MediaUrl0", "AllowedCallers[]"])),
+     "Transcribe", "TranscriptionText", "NumMedia", "MediaUrl0", "AllowedCallers[]",
+     "HumanCheck", "PasswordTries", "Bucket", "TranscriptionStatus", "EnableSmsNotifications",
+     "DialStatus", "Caller", "RecordingSid", "job"])),
     text, max_size=12)
 
 
