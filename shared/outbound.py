@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from shared import deadletters, jobs
 from shared.failures import Failure, classify
@@ -53,7 +52,7 @@ class Outcome:
 
 
 class Sender(Protocol):
-    async def send(self, job: Job, from_number: str) -> Sent: ...
+    async def send(self, job: Job, from_number: str | None) -> Sent: ...
 
 
 
@@ -77,14 +76,15 @@ class OutboundProcessor:
 
     async def process(self, item: QueueItem) -> Outcome:
         try:
-            job = jobs.parse(item.body)
+            job = jobs.parse(item.body, clock=self.clock)
         except JobRejected as exc:
             return await self._reject(item, None, "invalid_job", str(exc))
         key = job.id or f"msg-{item.id}"
-        from_number = job.from_ or self.settings.from_number
-        if not from_number:
-            return await self._reject(item, key, "no_sender",
-                                      "the job has no 'from' and TWILIO_FROM_NUMBER is not set")
+        try:  # sender, Messaging Service and callbacks from the settings
+            outgoing = jobs.prepare(job, self.settings, key)
+        except JobRejected as exc:
+            kind = "no_sender" if isinstance(exc, jobs.NoSender) else "invalid_job"
+            return await self._reject(item, key, kind, str(exc))
 
         claim = await self.ledger.claim(key, item.id)
         if claim.state == "done":
@@ -103,7 +103,7 @@ class OutboundProcessor:
             return outcome
 
         try:
-            sent = await self.sender.send(self._with_status_callback(job, key), from_number)
+            sent = await self.sender.send(outgoing, outgoing.from_)
         except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
             failure = classify(exc)
             if failure is None:
@@ -118,14 +118,6 @@ class OutboundProcessor:
         log.info("job %s: sent as %s (message %s, attempt %d)", key, sent.sid, item.id,
                  claim.attempts)
         return Outcome("sent", key, sent.sid)
-
-    def _with_status_callback(self, job: Job, key: str) -> Job:
-        """Default: our own status route, which publishes each status as an event and records
-        it on the job's ledger row. A producer's own `status_callback` replaces it."""
-        if job.status_callback is not None or not self.settings.webhook_base_url:
-            return job
-        return replace(job, status_callback=f"{self.settings.webhook_base_url}/api/status"
-                                            f"?job={quote(key, safe='')}")
 
     async def _failed(self, item: QueueItem, job: Job, key: str, attempts: int,
                       failure: Failure) -> Outcome:

@@ -8,6 +8,7 @@ seam twilio-python offers for this.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,7 @@ class TwilioApi:
         self._client: Any = None
         self._client_for: TwilioCredentials | None = None
 
-    async def send(self, job: Job, from_number: str) -> Sent:
+    async def send(self, job: Job, from_number: str | None) -> Sent:
         """Create the message or call. A 401 re-reads the secrets once (a rotated token)."""
         from twilio.base.exceptions import TwilioRestException
 
@@ -108,28 +109,72 @@ class TwilioApi:
             self._client_for = creds
         return self._client
 
-    async def _create(self, client: Any, job: Job, from_number: str) -> Sent:
-        common: dict[str, Any] = {"to": job.to, "from_": from_number}
-        if job.status_callback:
-            common["status_callback"] = job.status_callback
+    async def _create(self, client: Any, job: Job, from_number: str | None) -> Sent:
         if job.type == "sms":
-            if job.body is not None:
-                common["body"] = job.body
-            if job.media_url:
-                common["media_url"] = list(job.media_url)
-            message = await client.messages.create_async(**common)
+            message = await client.messages.create_async(**message_params(job, from_number))
             return Sent(message.sid, message.status)
-        if job.say is not None:
-            common["twiml"] = say_twiml(job)
-        elif job.twiml is not None:
-            common["twiml"] = job.twiml
-        else:
-            common["url"] = job.url
-        call = await client.calls.create_async(**common)
+        call = await client.calls.create_async(**call_params(job, from_number))
         return Sent(call.sid, call.status)
 
     async def close(self) -> None:
         await self.http_client.close()
+
+
+def message_params(job: Job, from_number: str | None) -> dict[str, Any]:
+    """twilio-python's `messages.create_async` keyword arguments for an sms job; each is
+    sent under the name Twilio's API spec gives it (in brackets)."""
+    params = _present(
+        to=job.to,                                         # To
+        from_=from_number,                                 # From
+        messaging_service_sid=job.messaging_service_sid,   # MessagingServiceSid
+        status_callback=job.status_callback,               # StatusCallback
+        body=job.body,                                     # Body
+        media_url=list(job.media_url) or None,             # MediaUrl (repeated)
+        content_sid=job.content_sid,                       # ContentSid
+        validity_period=job.validity_period,               # ValidityPeriod
+        shorten_urls=job.shorten_urls,                     # ShortenUrls ("true"/"false")
+    )
+    if job.content_variables is not None:                  # ContentVariables: JSON text
+        params["content_variables"] = json.dumps(job.content_variables, ensure_ascii=False,
+                                                 separators=(",", ":"))
+    when = job.send_at_utc
+    if when is not None:
+        # twilio-python writes a datetime as "%Y-%m-%dT%H:%M:%SZ" without converting it:
+        # it must be in UTC already.
+        params.update(schedule_type="fixed", send_at=when)  # ScheduleType, SendAt
+    return params
+
+
+def call_params(job: Job, from_number: str | None) -> dict[str, Any]:
+    """twilio-python's `calls.create_async` keyword arguments for a call job."""
+    if job.say is not None:
+        source: dict[str, str | None] = {"twiml": say_twiml(job)}  # Twiml
+    elif job.twiml is not None:
+        source = {"twiml": job.twiml}
+    else:
+        source = {"url": job.url}                          # Url
+    return _present(
+        to=job.to,                                         # To
+        from_=from_number,                                 # From
+        status_callback=job.status_callback,               # StatusCallback
+        **source,
+        machine_detection=job.machine_detection,           # MachineDetection
+        machine_detection_timeout=job.machine_detection_timeout,  # MachineDetectionTimeout
+        # AsyncAmd is a string in the spec and twilio-python passes it through as given.
+        async_amd=None if job.async_amd is None else str(job.async_amd).lower(),
+        async_amd_status_callback=job.async_amd_status_callback,  # AsyncAmdStatusCallback
+        timeout=job.timeout,                               # Timeout
+        time_limit=job.time_limit,                         # TimeLimit
+        record=job.record,                                 # Record ("true"/"false")
+        # Recording updates go where the call's status updates go (the job's row).
+        recording_status_callback=job.status_callback if job.record else None,
+        send_digits=job.send_digits,                       # SendDigits
+        caller_id=job.caller_id,                           # CallerId
+    )
+
+
+def _present(**params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def say_twiml(job: Job) -> str:

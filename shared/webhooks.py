@@ -130,8 +130,7 @@ class Webhooks:
                     event["sid"] or "-", event["status"] or "-", event["error_code"] or "-")
             await self._publish(self.settings.status_queue_name, event)
             if job_id and self.ledger is not None:
-                await self.ledger.record(job_id, twilio_status=event["status"],
-                                         twilio_error_code=event["error_code"])
+                await self.ledger.record(job_id, **events.row_fields(event))
 
         await self._once(call, record)
         return WebhookResponse(204, "", "text/plain")
