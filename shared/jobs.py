@@ -303,8 +303,8 @@ def _check_send_at(text: str, now: float) -> None:
         raise JobRejected(f"field 'send_at': {_short(text)} is not a date and time") from None
     ahead = when.timestamp() - now
     if not SEND_AT_MIN_SECONDS <= ahead <= SEND_AT_MAX_SECONDS:
-        said = (f"{-ahead / 60:.0f} minutes ago" if ahead < 0 else
-                f"{ahead / 60:.0f} minutes ahead" if ahead < 3600 * 24 else
+        said = (f"{-ahead / 60:.0f} minute(s) ago" if ahead < 0 else
+                f"{ahead / 60:.0f} minute(s) ahead" if ahead < 3600 * 24 else
                 f"{ahead / 86400:.1f} days ahead")
         raise JobRejected(f"field 'send_at': {text} is {said}; Twilio schedules messages 15 "
                           "minutes to 35 days ahead")
