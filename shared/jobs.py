@@ -234,8 +234,9 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 @cache
 def _fast_validator() -> Callable[[Any], bool]:
-    """fastjsonschema compiles the schema into Python once; about 15x faster than
-    jsonschema's own validator, reused (bench/validation.py). It reads `$` as `\\Z`."""
+    """fastjsonschema compiles the schema into Python once: about 10x less CPU per job
+    than jsonschema's validator, reused (bench/validation.py). It reads `$` as `\\Z`, and
+    ignores keywords it does not implement: the schema keeps to those (tests/unit)."""
     import fastjsonschema
 
     check = fastjsonschema.compile(schema())
@@ -367,8 +368,9 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
     title = rule.get("title") if rule else None
     if kind == "additionalProperties":
         unknown = sorted(set(doc) - set(schema()["properties"]))
-        return (f"unknown field(s) {', '.join(repr(u) for u in unknown)}; allowed: "
-                + ", ".join(schema()["properties"]))
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        return (f"unknown field(s) {', '.join(repr(u) for u in unknown[:10])}{more}; "
+                "allowed: " + ", ".join(schema()["properties"]))
     if kind == "required" and rule is None:
         return f"missing required field '{error.message.split(chr(39))[1]}'"
     if kind == "required" and title == "requires":
