@@ -66,6 +66,9 @@ param alertEmail string = ''
 @description('Default sender and caller ID, E.164. Empty: every job must carry "from".')
 param twilioFromNumber string = ''
 
+@description('Default Messaging Service for SMS/WhatsApp jobs (MG + 32 hex); wins over twilioFromNumber. Empty: none.')
+param twilioMessagingServiceSid string = ''
+
 @secure()
 @description('Optional: seed the Twilio Account SID secret. Empty: set it after deployment.')
 param twilioAccountSid string = ''
@@ -206,6 +209,7 @@ module api 'app/api.bicep' = {
     callFlow: callFlow
     smsKeywords: smsKeywords
     twilioFromNumber: twilioFromNumber
+    twilioMessagingServiceSid: twilioMessagingServiceSid
     voiceGreeting: voiceGreeting
     smsAutoReply: smsAutoReply
     maximumInstanceCount: maximumInstanceCount

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from shared import deadletters, jobs
 from shared.failures import Failure, classify
@@ -61,8 +60,8 @@ class Outcome:
 
 
 class Sender(Protocol):
-    async def send(self, job: Job, from_number: str) -> Sent: ...
-    async def find(self, job: Job, from_number: str, since: float) -> Sent | None: ...
+    async def send(self, job: Job, from_number: str | None) -> Sent: ...
+    async def find(self, job: Job, from_number: str | None, since: float) -> Sent | None: ...
 
 
 def retry_delay(kind: str, attempts: int) -> int:
@@ -91,14 +90,15 @@ class OutboundProcessor:
         """Raises only when the outcome could not be written (storage unreachable): the
         host then delivers the message again, and the ledger row lets it continue."""
         try:
-            job = jobs.parse(item.body)
+            job = jobs.parse(item.body, clock=self.clock)
         except JobRejected as exc:
             return await self._reject(item, None, "invalid_job", str(exc))
         key = job.id or f"msg-{item.id}"
-        from_number = job.from_ or self.settings.from_number
-        if not from_number:
-            return await self._reject(item, key, "no_sender",
-                                      "the job has no 'from' and TWILIO_FROM_NUMBER is not set")
+        try:  # sender, Messaging Service and callbacks from the settings
+            outgoing = jobs.prepare(job, self.settings, key)
+        except JobRejected as exc:
+            kind = "no_sender" if isinstance(exc, jobs.NoSender) else "invalid_job"
+            return await self._reject(item, key, kind, str(exc))
 
         claim = await self.ledger.claim(key, item.id)
         if claim.state == "done":
@@ -115,22 +115,23 @@ class OutboundProcessor:
             return Outcome("in_progress", key)
         try:
             async with asyncio.timeout(self.attempt_seconds):
-                return await self._attempt(item, job, claim, from_number)
+                return await self._attempt(item, job, outgoing, claim)
         except ClaimLost as exc:
             # Our attempt outlived its lease and another delivery took over: that one checks
             # at Twilio before it sends, so nothing is lost or sent twice.
             log.error("job %s: %s; message %s leaves it to that delivery", key, exc, item.id)
             return Outcome("in_progress", key)
 
-    async def _attempt(self, item: QueueItem, job: Job, claim: Claim,
-                       from_number: str) -> Outcome:
+    async def _attempt(self, item: QueueItem, job: Job, outgoing: Job,
+                       claim: Claim) -> Outcome:
+        """`job` as the producer wrote it (what a retry re-enqueues); `outgoing` as it is
+        sent (sender, Messaging Service and callbacks filled in)."""
         key = claim.key
-        sending = self._with_status_callback(job, key)
         note = None
         if claim.check_since:
             # An earlier attempt may have reached Twilio: look before sending again.
             try:
-                found = await self._look_up(sending, claim, from_number)
+                found = await self._look_up(outgoing, claim)
             except Exception as exc:  # noqa: BLE001 - classified, unknown ones re-raised
                 failure = classify(exc)
                 if failure is None:
@@ -149,7 +150,7 @@ class OutboundProcessor:
             note = "nothing found at Twilio; sent again"
 
         try:
-            sent = await self.sender.send(sending, from_number)
+            sent = await self.sender.send(outgoing, outgoing.from_)
         except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
             failure = classify(exc)
             if failure is None:
@@ -165,20 +166,12 @@ class OutboundProcessor:
                  claim.attempts)
         return Outcome("sent", key, sent.sid)
 
-    async def _look_up(self, job: Job, claim: Claim, from_number: str) -> Sent | None:
+    async def _look_up(self, outgoing: Job, claim: Claim) -> Sent | None:
         record = claim.record or {}
         # Our status route writes the SID of every callback it gets for a job.
         if record.get("callback_sid"):
             return Sent(str(record["callback_sid"]), record.get("twilio_status"))
-        return await self.sender.find(job, from_number, claim.check_since)
-
-    def _with_status_callback(self, job: Job, key: str) -> Job:
-        """Default: our own status route, which publishes each status as an event and records
-        it on the job's ledger row. A producer's own `status_callback` replaces it."""
-        if job.status_callback is not None or not self.settings.webhook_base_url:
-            return job
-        return replace(job, status_callback=f"{self.settings.webhook_base_url}/api/status"
-                                            f"?job={quote(key, safe='')}")
+        return await self.sender.find(outgoing, outgoing.from_, claim.check_since)
 
     async def _failed(self, item: QueueItem, job: Job, claim: Claim, failure: Failure, *,
                       checked: bool = False) -> Outcome:

@@ -22,6 +22,7 @@ _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 # "-rejected" (9 characters) and "-poison" for the dead-letter queues, so 54 at most.
 _QUEUE_NAME = re.compile(r"^(?=.{3,54}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}\Z")
 _KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 DEFAULT_GREETING = "Hello. Thanks for calling. Goodbye."
@@ -38,6 +39,7 @@ SETTING_NAMES = frozenset(
         "TWILIO_ACCOUNT_SID",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_FROM_NUMBER",
+        "TWILIO_MESSAGING_SERVICE_SID",
         "TWILIO_API_BASE_URL",
         "TWILIO_SECRETS_TTL_SECONDS",
         "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS",
@@ -109,6 +111,8 @@ class Settings:
     account_sid: str | None = field(default=None, repr=False)
     auth_token: str | None = field(default=None, repr=False)
     from_number: str | None = None
+    # Default Messaging Service for sms jobs; wins over `from_number` when set.
+    messaging_service_sid: str | None = None
     api_base_url: str = "https://api.twilio.com"
     secrets_ttl_seconds: float = 900.0
     token_rotation_window_seconds: float = 86400.0
@@ -157,6 +161,9 @@ class Settings:
             auth_token=read.text("TWILIO_AUTH_TOKEN", secret=True),
             from_number=read.matching(
                 "TWILIO_FROM_NUMBER", E164, "an E.164 number such as +15551234567"),
+            messaging_service_sid=read.matching(
+                "TWILIO_MESSAGING_SERVICE_SID", _MESSAGING_SERVICE_SID,
+                "a Messaging Service SID: MG followed by 32 hex digits"),
             api_base_url=read.url("TWILIO_API_BASE_URL", schemes=("https", "http"),
                                   origin_only=True) or "https://api.twilio.com",
             secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),

@@ -35,7 +35,7 @@ SID_FIELDS = {name: re.compile(rf"(?:{prefixes})[0-9a-f]{{32}}") for name, prefi
     "AccountSid": "AC", "MessageSid": "SM|MM", "SmsSid": "SM|MM", "SmsMessageSid": "SM|MM",
     "CallSid": "CA", "ParentCallSid": "CA", "DialCallSid": "CA", "RecordingSid": "RE",
     "TranscriptionSid": "TR"}.items()}
-_STATUS_WORD = re.compile(r"[a-z][a-z-]{0,31}")
+_STATUS_WORD = re.compile(r"[a-z][a-z_-]{0,31}")  # e.g. in-progress, machine_end_beep
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,7 @@ class Webhooks:
                     event["sid"] or "-", event["status"] or "-", event["error_code"] or "-")
             await self._publish(self.settings.status_queue_name, event)
             if job_id and self.ledger is not None and not await self.ledger.record_status(
-                    job_id, twilio_status=event["status"] or None,
-                    twilio_error_code=event["error_code"], callback_sid=event["sid"]):
+                    job_id, **events.row_fields(event), callback_sid=event["sid"]):
                 log.info("status callback for job %s, which the jobs table does not hold",
                          job_id)
 

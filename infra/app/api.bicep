@@ -57,6 +57,9 @@ param smsKeywords string
 @description('Default sender and caller ID, E.164 (may be empty; then every job must carry "from").')
 param twilioFromNumber string
 
+@description('Default Messaging Service SID for SMS/WhatsApp jobs (may be empty); wins over twilioFromNumber.')
+param twilioMessagingServiceSid string
+
 @description('What incoming callers hear.')
 param voiceGreeting string
 
@@ -166,6 +169,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     TWILIO_ACCOUNT_SID_SECRET_NAME: accountSidSecretName
     TWILIO_AUTH_TOKEN_SECRET_NAME: authTokenSecretName
     TWILIO_FROM_NUMBER: twilioFromNumber
+    TWILIO_MESSAGING_SERVICE_SID: twilioMessagingServiceSid
     WEBHOOK_BASE_URL: 'https://${site.properties.defaultHostName}'
     OUTBOUND_QUEUE_NAME: outboundQueueName
     JOBS_TABLE_NAME: jobsTableName

@@ -118,6 +118,7 @@ def test_sms_keywords_then_auto_reply_and_inbound_event() -> None:
     first = events[0]
     del first["received_at"]
     assert first == {"event_id": "SM" + "7" * 32, "type": "sms.received", "version": 1,
+                     "channel": "mms",
                      "message_sid": "SM" + "7" * 32, "account_sid": "AC" + "1" * 32,
                      "from": CALLER, "to": "+15005550006", "body": "Hours?",
                      "media": [{"url": "https://api.twilio.com/media/ME1",
