@@ -83,8 +83,11 @@ async def _call(fn: Any, arg: Any) -> Any:
 
 class DevHost:
     def __init__(self, app: func.FunctionApp, host_json: Mapping[str, Any],
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], *, message_lease_seconds: float = 600.0) -> None:
         self.env = env
+        # The real host keeps a fetched message invisible while it runs (10 minutes,
+        # renewed); here a fixed lease, longer than any attempt (shared.ledger).
+        self.message_lease_seconds = message_lease_seconds
         self.route_prefix = host_json.get("extensions", {}).get("http", {}).get(
             "routePrefix", "api")
         self.queue_options = QueueOptions.from_host_json(host_json)
@@ -144,36 +147,60 @@ class DevHost:
         if not conn:
             raise KeyError(f"queue trigger connection {connection!r} is not set")
         # Its own session, trust_env off (no per-request proxy lookup in a thread).
+        # Short SDK retries: the poll loop itself outlasts outages, and a long SDK backoff
+        # would only delay the resumption.
         return QueueClient.from_connection_string(
-            conn, queue_name, transport=AioHttpTransport(
-                session=aiohttp.ClientSession(trust_env=False), session_owner=True))
+            conn, queue_name, retry_total=2, initial_backoff=1, increment_base=1,
+            transport=AioHttpTransport(session=aiohttp.ClientSession(trust_env=False),
+                                       session_owner=True))
 
     async def _poll(self, fn: Any) -> None:
+        """Fetch and run messages until stopped. Like the real host, it outlives storage
+        outages: it logs, backs off (up to `maxPollingInterval`, at least 5 s) and
+        resumes, saying so."""
         from azure.core.exceptions import ResourceExistsError
 
         trigger = fn.get_trigger()
         name = resolve(trigger.queue_name, self.env)
         client = self._queue_client(trigger.connection or "AzureWebJobsStorage", name)
         poison = self._queue_client(trigger.connection or "AzureWebJobsStorage", f"{name}-poison")
-        for c in (client, poison):
-            try:
-                await c.create_queue()
-            except ResourceExistsError:
-                pass
         opts = self.queue_options
         user_fn = fn.get_user_function()
         in_flight: set[asyncio.Task[None]] = set()
         idle = 0.1
-        # The real host keeps fetched messages invisible while they run; 10 minutes here.
-        lease = 600
+        failing_since: float | None = None
+        backoff = 0.5
+        ready = False
         try:
             while True:
-                if len(in_flight) > opts.new_batch_threshold:
-                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    if not ready:
+                        for c in (client, poison):
+                            try:
+                                await c.create_queue()
+                            except ResourceExistsError:
+                                pass
+                        ready = True
+                    if len(in_flight) > opts.new_batch_threshold:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    async with asyncio.timeout(30):
+                        messages = [m async for m in client.receive_messages(
+                            messages_per_page=opts.batch_size, max_messages=opts.batch_size,
+                            visibility_timeout=int(self.message_lease_seconds))]
+                except Exception as exc:  # noqa: BLE001 - storage down: keep polling
+                    now = asyncio.get_running_loop().time()
+                    if failing_since is None:
+                        failing_since = now
+                        log.warning("queue %s: cannot fetch messages (%s: %s); retrying",
+                                    name, type(exc).__name__, str(exc)[:200])
+                    await asyncio.sleep(backoff)
+                    backoff = min(max(5.0, opts.max_polling_interval), backoff * 2)
                     continue
-                messages = [m async for m in client.receive_messages(
-                    messages_per_page=opts.batch_size, max_messages=opts.batch_size,
-                    visibility_timeout=lease)]
+                if failing_since is not None:
+                    log.warning("queue %s: fetching again after %.0f s", name,
+                                asyncio.get_running_loop().time() - failing_since)
+                    failing_since, backoff = None, 0.5
                 if not messages:
                     await asyncio.sleep(idle)
                     idle = min(opts.max_polling_interval, idle * 2)
@@ -208,17 +235,25 @@ class DevHost:
             self.stats["failures"] += 1
             log.warning("function %s failed on message %s (dequeue %s): %s: %s",
                         fn.get_function_name(), m.id, m.dequeue_count, type(exc).__name__, exc)
-            if m.dequeue_count >= opts.max_dequeue_count:
-                await poison.send_message(content)
-                await client.delete_message(m.id, m.pop_receipt)
-                self.stats["poisoned"] += 1
-                log.error("message %s moved to %s after %d attempts", m.id,
-                          poison.queue_name, m.dequeue_count)
-            else:
-                await client.update_message(m.id, m.pop_receipt,
-                                            visibility_timeout=int(opts.visibility_timeout))
+            try:
+                if m.dequeue_count >= opts.max_dequeue_count:
+                    await poison.send_message(content)
+                    await client.delete_message(m.id, m.pop_receipt)
+                    self.stats["poisoned"] += 1
+                    log.error("message %s moved to %s after %d attempts", m.id,
+                              poison.queue_name, m.dequeue_count)
+                else:
+                    await client.update_message(m.id, m.pop_receipt,
+                                                visibility_timeout=int(opts.visibility_timeout))
+            except Exception as exc2:  # noqa: BLE001 - it comes back when its lease ends
+                log.warning("message %s: could not be released (%s); it comes back in %d s",
+                            m.id, type(exc2).__name__, self.message_lease_seconds)
             return
-        await client.delete_message(m.id, m.pop_receipt)
+        try:
+            await client.delete_message(m.id, m.pop_receipt)
+        except Exception as exc:  # noqa: BLE001 - delivered again later; the ledger copes
+            log.warning("message %s: done but not deleted (%s); it comes back in %d s",
+                        m.id, type(exc).__name__, self.message_lease_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------
 

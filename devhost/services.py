@@ -122,12 +122,13 @@ class Service:
 
 def spawn(name: str, cmd: Sequence[str], *, log_path: Path | None, ports: dict[str, int],
           started: list[Service] | None = None, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> Service:
-    """Start `cmd` in a session of its own; output to `log_path` (None: this terminal).
-    The service is appended to `started` before any interrupt can land."""
+          cwd: Path | None = None, append: bool = False) -> Service:
+    """Start `cmd` in a session of its own; output to `log_path` (None: this terminal;
+    `append`: after what a previous run wrote there). The service is appended to `started`
+    before any interrupt can land."""
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = log_path.open("wb") if log_path is not None else None
+    out = log_path.open("ab" if append else "wb") if log_path is not None else None
     with _signals_deferred():
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT if out else None,
                                 stdin=subprocess.DEVNULL, cwd=cwd, env=env,
@@ -156,18 +157,20 @@ def azurite_connection_string(blob: int, queue: int, table: int) -> str:
 
 
 def start_azurite(log_dir: Path, *, blob: int = 0, queue: int = 0, table: int = 0,
-                  started: list[Service] | None = None,
+                  started: list[Service] | None = None, location: Path | None = None,
                   extra_args: Sequence[str] = ()) -> Service:
-    """Azurite in memory. Ports 0: free ones. Flags per ../shared/FACTS.md: telemetry off,
+    """Azurite in memory, or persisted under `location` (so it can be killed and started
+    again with its data). Ports 0: free ones. Flags per ../shared/FACTS.md: telemetry off,
     API version check skipped (the SDK is newer than Azurite)."""
     blob, queue, table = blob or free_port(), queue or free_port(), table or free_port()
-    cmd = [_tool("azurite"), "--silent", "--disableTelemetry", "--inMemoryPersistence",
+    storage = ["--location", str(location)] if location else ["--inMemoryPersistence"]
+    cmd = [_tool("azurite"), "--silent", "--disableTelemetry", *storage,
            "--skipApiVersionCheck",
            "--blobHost", "127.0.0.1", "--blobPort", str(blob),
            "--queueHost", "127.0.0.1", "--queuePort", str(queue),
            "--tableHost", "127.0.0.1", "--tablePort", str(table), *extra_args]
     log_dir.mkdir(parents=True, exist_ok=True)
-    svc = spawn("Azurite", cmd, log_path=log_dir / "azurite.log",
+    svc = spawn("Azurite", cmd, log_path=log_dir / "azurite.log", append=True,
                 ports={"blob": blob, "queue": queue, "table": table}, started=started,
                 cwd=log_dir)
     for port in (blob, queue, table):

@@ -39,7 +39,7 @@ DEV_DEFAULTS = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "TWILIO_API_BASE_URL": "http://127.0.0.1:4010",
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-    "TWILIO_AUTH_TOKEN": "local-dev-auth-token",
+    "TWILIO_AUTH_TOKEN": "localDevAuthToken000000000000000",
     "TWILIO_FROM_NUMBER": "+15005550006",
     "OUTBOUND_QUEUE_NAME": "twilio-outbound",
     "SMS_KEYWORDS": json.dumps({"HOURS": "We are open 9 to 5.", "ADDRESS": "1 Main St"}),

@@ -8,16 +8,66 @@ targetScope = 'subscription'
 @description('Environment name; with the subscription and region it makes every resource name unique.')
 param environmentName string
 
+// The regions of the official Flex Consumption quickstart (Azure-Samples/functions-quickstart-python-http-azd,
+// infra/main.bicep): a Flex plan anywhere else fails at deploy time, so azd only offers these.
 @minLength(1)
-@description('Region for every resource (one that offers Flex Consumption).')
+@description('Region for every resource; one that offers Flex Consumption.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('Object id of the deploying user, for the roles local debugging needs. Empty: none.')
+@description('Object id of the deploying principal, for the roles setting secrets and local debugging need. Empty: none.')
 param principalId string = ''
+
+@description('What principalId is: User (a person, the default) or ServicePrincipal (azd or az in a CI pipeline). azd sets it from its login.')
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string = 'User'
+
+@description('Storage redundancy. Standard_LRS exists in every region above; where the region has availability zones choose Standard_ZRS (or Standard_GZRS where it also has a paired region).')
+@allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS', 'Standard_RAGRS', 'Standard_RAGZRS'])
+param storageSku string = 'Standard_LRS'
+
+@description('E-mail address told when a job is dead-lettered. Empty: no action group; the alert still fires in the portal.')
+param alertEmail string = ''
 
 @description('Default sender and caller ID, E.164. Empty: every job must carry "from".')
 param twilioFromNumber string = ''
+
+@description('Default Messaging Service for SMS/WhatsApp jobs (MG + 32 hex); wins over twilioFromNumber. Empty: none.')
+param twilioMessagingServiceSid string = ''
 
 @secure()
 @description('Optional: seed the Twilio Account SID secret. Empty: set it after deployment.')
@@ -64,6 +114,10 @@ var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+// The vault is named after the app identity it serves. A re-provision keeps both; `azd down`
+// deletes both, and purge protection holds a deleted vault's name for 90 days, so the next
+// `azd up` (a new identity) gets a new vault name instead of a 409.
+var keyVaultName = '${abbrs.keyVaultVaults}${uniqueString(resourceToken, identity.outputs.principalId)}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 var accountSidSecretName = 'twilio-account-sid'
 var authTokenSecretName = 'twilio-auth-token'
@@ -105,6 +159,7 @@ module storage 'app/storage.bicep' = {
     name: '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
+    sku: storageSku
     deploymentContainerName: deploymentContainerName
     outboundQueueName: outboundQueueName
     jobsTableName: jobsTableName
@@ -117,7 +172,7 @@ module keyVault 'app/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
   params: {
-    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    name: keyVaultName
     location: location
     tags: tags
     accountSidSecretName: accountSidSecretName
@@ -128,9 +183,12 @@ module keyVault 'app/keyvault.bicep' = {
 }
 
 // The function app on a Flex Consumption plan, configured with the settings the app reads.
+// After rbac: the host starts, and azd deploys the code, only once the identity may read its
+// storage and vault (role assignments still take minutes to propagate; see README).
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
+  dependsOn: [rbac]
   params: {
     name: functionAppName
     planName: '${abbrs.webServerFarms}${resourceToken}'
@@ -151,6 +209,7 @@ module api 'app/api.bicep' = {
     callFlow: callFlow
     smsKeywords: smsKeywords
     twilioFromNumber: twilioFromNumber
+    twilioMessagingServiceSid: twilioMessagingServiceSid
     voiceGreeting: voiceGreeting
     smsAutoReply: smsAutoReply
     maximumInstanceCount: maximumInstanceCount
@@ -158,7 +217,7 @@ module api 'app/api.bicep' = {
   }
 }
 
-// Data-plane roles for the app identity (and the deploying user, if given).
+// Data-plane roles for the app identity (and the deploying principal, if given).
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -168,6 +227,21 @@ module rbac 'app/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+// A log alert when a job is dead-lettered, and an e-mail action group when alertEmail is set.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    name: 'dead-letters-${resourceToken}'
+    actionGroupName: '${abbrs.insightsActionGroups}${resourceToken}'
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmail: alertEmail
   }
 }
 
@@ -185,3 +259,4 @@ output OUTBOUND_QUEUE_NAME string = outboundQueueName
 output INBOUND_QUEUE_NAME string = inboundQueueName
 output STATUS_QUEUE_NAME string = statusQueueName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

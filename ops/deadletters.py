@@ -282,21 +282,19 @@ async def run_list(args: argparse.Namespace) -> int:
 
 # -- replay ------------------------------------------------------------------------------
 
-def id_pattern() -> re.Pattern[str]:
-    return re.compile(jobs.schema()["properties"]["id"]["pattern"])
-
-
 def next_id(key: str) -> str:
-    """The id a burned `key` is sent again under: `.r1`, then `.r2` ..., always fitting the
-    schema's id pattern (a long key is cut and keeps a hash of its full text)."""
+    """The id a burned `key` is sent again under: `.r1`, then `.r2` ..., always a valid job
+    id (`shared.jobs.valid_id`: a long key is cut and keeps a hash of its full text)."""
+    longest = int(jobs.schema()["properties"]["id"]["maxLength"])
     m = _REPLAY_SUFFIX.match(key)
     base, n = (m["base"], int(m["n"])) if m else (key, 0)
     suffix = f".r{n + 1}"
-    if len(base) + len(suffix) > 128:
-        base = base[:128 - len(suffix) - 9] + "." + hashlib.sha256(base.encode()).hexdigest()[:8]
+    if len(base) + len(suffix) > longest:
+        base = base[:longest - len(suffix) - 9] + "." + \
+            hashlib.sha256(base.encode()).hexdigest()[:8]
     new = base + suffix
-    if not id_pattern().match(new):
-        raise ValueError(f"derived id {new!r} does not fit the job id pattern")
+    if not jobs.valid_id(new):
+        raise ValueError(f"derived id {new!r} is not a valid job id")
     return new
 
 

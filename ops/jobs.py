@@ -20,18 +20,28 @@ from ops.text import ago, when
 from shared.ledger import BURNED_STATUSES, FINAL_STATUSES, PARTITION
 
 NOT_FOUND = 3
-# Known ledger fields, in the order shown, with their labels.
+# Known ledger fields (shared/ledger.py, shared/events.py), in the order shown, with labels.
 FIELDS = {
     "status": "status",
     "sid": "Twilio SID",
     "twilio_status": "Twilio status",
     "twilio_error_code": "Twilio error code",
     "twilio_code": "Twilio refusal code",
+    "answered_by": "answered by",
+    "recording_status": "recording status",
+    "recording_url": "recording URL",
+    "recording_sid": "recording SID",
     "attempts": "attempts",
     "last_error": "last error",
+    "ambiguous": "unclear attempts",
+    "reconciled": "checked at Twilio",
     "lease_until": "lease until",
+    "claimed_at": "claimed",
+    "claim_id": "claim",
+    "check_since": "check Twilio since",
     "first_message_id": "first queue message",
     "message_id": "last queue message",
+    "callback_sid": "last callback SID",
     "updated_at": "updated",
 }
 STATUS_MEANS = {
@@ -69,11 +79,13 @@ def plain(value: Any) -> Any:
 
 
 def is_time(name: str, value: Any) -> bool:
-    return (name.endswith(("_at", "_until")) and isinstance(value, (int, float))
+    return (name.endswith(("_at", "_until", "_since")) and isinstance(value, (int, float))
             and not isinstance(value, bool) and 1e9 < value < 1e11)
 
 
 def show_value(name: str, value: Any, now: float) -> str:
+    if name.endswith(("_at", "_until", "_since")) and value in (0, 0.0):
+        return "-"  # a time not set (check_since 0: nothing to check at Twilio)
     if is_time(name, value):
         return f"{when(value)} ({ago(value, now)})"
     if isinstance(value, str) and value[:1] in "[{":

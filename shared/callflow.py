@@ -30,6 +30,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from shared.numbers import E164
 from shared.twiml import Speech, clean
+from shared.twimlets import same_number
 
 _TOP = {"greeting", "blocklist", "menu", "forward", "voicemail", "voice", "language"}
 
@@ -88,7 +89,8 @@ class CallFlow:
         return Speech(self.doc.get("voice"), self.doc.get("language"))
 
     def blocked(self, caller: str | None) -> bool:
-        return bool(caller) and caller in self.doc.get("blocklist", [])
+        # Matched by digits, as the twimlets match allowed callers and moderators.
+        return any(same_number(caller, number) for number in self.doc.get("blocklist", []))
 
     def render(self, caller: str | None, greeting: str, links: Any) -> str:
         """The TwiML for an incoming call. `links.twimlet(name, params)` makes URLs."""
@@ -122,9 +124,10 @@ class CallFlow:
 
     def _voicemail_url(self, links: Any, speech: list[tuple[str, str]]) -> str:
         vm = self.doc.get("voicemail") or {}
+        # The voicemail twimlet transcribes unless told otherwise; the flow only when asked.
         params = [(k, v) for k, v in (("Message", vm.get("message")),
                                       ("Notify", vm.get("notify")),
-                                      ("Transcribe", "true" if vm.get("transcribe") else None))
+                                      ("Transcribe", "true" if vm.get("transcribe") else "false"))
                   if v] + speech
         return str(links.twimlet("voicemail", params))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 from shared.credentials import CredentialsError
@@ -13,6 +14,13 @@ PERMANENT_CODES = frozenset({21211, 21610, 21614, 21608, 21612, 21606, 21635, 21
 # Twilio is pacing the account: retry, but later.
 CAPACITY_CODES = frozenset({21611, 30001, 22005})
 TOO_MANY_REQUESTS = 20429
+# An Account SID in an error text (aiohttp puts the request URL in its messages): a person
+# needs to know which request failed, not the account's identifier.
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+
+
+def redact(text: str) -> str:
+    return _ACCOUNT_SID.sub("AC…", text)
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,9 @@ class Failure:
     reason: str
     twilio_code: int | None = None
     http_status: int | None = None
+    # Twilio may have acted on the request: no answer came (a timeout, or the connection
+    # broke after the request was written). An HTTP error answer means it did not.
+    ambiguous: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -35,8 +46,8 @@ def classify(exc: BaseException) -> Failure | None:
         return Failure("permanent", str(exc))
     if isinstance(exc, TwilioRestException):
         status, code = exc.status, exc.code
-        reason = f"Twilio answered HTTP {status}" + (f", error {code}" if code else "") + \
-            (f": {exc.msg}" if exc.msg else "")
+        reason = redact(f"Twilio answered HTTP {status}" + (f", error {code}" if code else "")
+                        + (f": {exc.msg}" if exc.msg else ""))
         if code in CAPACITY_CODES:
             return Failure("capacity", reason, code, status)
         if code in PERMANENT_CODES:
@@ -46,16 +57,18 @@ def classify(exc: BaseException) -> Failure | None:
             return Failure("transient", reason, code, status)
         return Failure("permanent", reason, code, status)
     if isinstance(exc, CredentialsError):
-        return Failure("transient", f"Twilio credentials unavailable: {exc}")
+        return Failure("transient", redact(f"Twilio credentials unavailable: {exc}"))
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return Failure("transient", "Twilio request timed out")
-    try:
-        import aiohttp
+        return Failure("transient", "Twilio request timed out", ambiguous=True)
+    import aiohttp
 
-        network_errors: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError)
-    except ImportError:  # pragma: no cover - aiohttp comes with twilio
-        network_errors = (OSError,)
-    if isinstance(exc, network_errors):
-        return Failure("transient", f"network error talking to Twilio: {type(exc).__name__}: "
-                                    f"{exc}")
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
+        # Never connected: the request was not sent.
+        return Failure("transient", _network(exc))
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return Failure("transient", _network(exc), ambiguous=True)
     return None
+
+
+def _network(exc: BaseException) -> str:
+    return redact(f"network error talking to Twilio: {type(exc).__name__}: {exc}")

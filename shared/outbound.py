@@ -13,21 +13,21 @@ Anything else raises, and the Functions host retries the message, then moves it 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from shared import deadletters, jobs
 from shared.failures import Failure, classify
 from shared.jobs import Job, JobRejected
-from shared.ledger import Ledger
+from shared.ledger import ATTEMPT_SECONDS, Claim, ClaimLost, Ledger
 from shared.settings import Settings
 from shared.storage import QueueWriter
-from shared.twilio_rest import Sent
+from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS, Sent
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,13 @@ MAX_ATTEMPTS = 5
 # Delay before attempt n+1: base * 3**(n-1), capped. Capacity errors start higher.
 RETRY_BASE_SECONDS = {"transient": 10, "capacity": 60}
 RETRY_CAP_SECONDS = 900
+# A job whose key another delivery holds is looked at again this long after that claim's
+# lease ends.
+BUSY_RECHECK_MARGIN_SECONDS = 5
+# After a Twilio request timed out or broke, the retry (which first looks at Twilio for
+# the message or call) waits at least this long: twice the request timeout, so that a
+# request still on its way has landed by then.
+SETTLE_SECONDS = 2 * REQUEST_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,8 @@ class Outcome:
 
 
 class Sender(Protocol):
-    async def send(self, job: Job, from_number: str) -> Sent: ...
-
+    async def send(self, job: Job, from_number: str | None) -> Sent: ...
+    async def find(self, job: Job, from_number: str | None, since: float) -> Sent | None: ...
 
 
 def retry_delay(kind: str, attempts: int) -> int:
@@ -66,7 +73,9 @@ class OutboundProcessor:
     def __init__(self, settings: Settings, sender: Sender, ledger: Ledger, queues: QueueWriter,
                  *, max_attempts: int = MAX_ATTEMPTS,
                  clock: Callable[[], float] = time.time,
-                 delays: Callable[[str, int], int] = retry_delay) -> None:
+                 delays: Callable[[str, int], int] = retry_delay,
+                 attempt_seconds: float = ATTEMPT_SECONDS,
+                 settle_seconds: float = SETTLE_SECONDS) -> None:
         self.settings = settings
         self.sender = sender
         self.ledger = ledger
@@ -74,17 +83,22 @@ class OutboundProcessor:
         self.max_attempts = max_attempts
         self.clock = clock
         self.delays = delays
+        self.attempt_seconds = attempt_seconds
+        self.settle_seconds = settle_seconds
 
     async def process(self, item: QueueItem) -> Outcome:
+        """Raises only when the outcome could not be written (storage unreachable): the
+        host then delivers the message again, and the ledger row lets it continue."""
         try:
-            job = jobs.parse(item.body)
+            job = jobs.parse(item.body, clock=self.clock)
         except JobRejected as exc:
             return await self._reject(item, None, "invalid_job", str(exc))
         key = job.id or f"msg-{item.id}"
-        from_number = job.from_ or self.settings.from_number
-        if not from_number:
-            return await self._reject(item, key, "no_sender",
-                                      "the job has no 'from' and TWILIO_FROM_NUMBER is not set")
+        try:  # sender, Messaging Service and callbacks from the settings
+            outgoing = jobs.prepare(job, self.settings, key)
+        except JobRejected as exc:
+            kind = "no_sender" if isinstance(exc, jobs.NoSender) else "invalid_job"
+            return await self._reject(item, key, kind, str(exc))
 
         claim = await self.ledger.claim(key, item.id)
         if claim.state == "done":
@@ -92,65 +106,112 @@ class OutboundProcessor:
                      (claim.record or {}).get("status"), item.id)
             return Outcome("duplicate", key, (claim.record or {}).get("sid"))
         if claim.state == "busy":
-            log.info("job %s: another delivery is sending it; message %s completed", key,
-                     item.id)
+            # Another delivery holds a live claim. Come back when its lease has run out: by
+            # then it is sent (nothing to do) or its sender died (this copy takes over).
+            delay = int(claim.wait_seconds) + BUSY_RECHECK_MARGIN_SECONDS
+            await self._requeue(job, key, delay)
+            log.info("job %s: another delivery is sending it; message %s checks again in %d s",
+                     key, item.id, delay)
             return Outcome("in_progress", key)
-        if claim.state == "unknown":
-            reason = ("a previous delivery stopped while sending; Twilio may have accepted it. "
-                      "Check the Twilio console before sending it again under a new id")
-            outcome = await self._reject(item, key, "outcome_unknown", reason)
-            await self.ledger.record(key, status="unknown", last_error=reason)
-            return outcome
+        try:
+            async with asyncio.timeout(self.attempt_seconds):
+                return await self._attempt(item, job, outgoing, claim)
+        except ClaimLost as exc:
+            # Our attempt outlived its lease and another delivery took over: that one checks
+            # at Twilio before it sends, so nothing is lost or sent twice.
+            log.error("job %s: %s; message %s leaves it to that delivery", key, exc, item.id)
+            return Outcome("in_progress", key)
+
+    async def _attempt(self, item: QueueItem, job: Job, outgoing: Job,
+                       claim: Claim) -> Outcome:
+        """`job` as the producer wrote it (what a retry re-enqueues); `outgoing` as it is
+        sent (sender, Messaging Service and callbacks filled in)."""
+        key = claim.key
+        note = None
+        if claim.check_since:
+            # An earlier attempt may have reached Twilio: look before sending again.
+            try:
+                found = await self._look_up(outgoing, claim)
+            except Exception as exc:  # noqa: BLE001 - classified, unknown ones re-raised
+                failure = classify(exc)
+                if failure is None:
+                    raise
+                return await self._failed(item, job, claim, replace(
+                    failure, reason=f"could not check at Twilio whether an earlier attempt "
+                                    f"was sent: {failure.reason}", ambiguous=False,
+                    kind="transient" if failure.kind == "permanent" else failure.kind))
+            if found is not None:
+                await self.ledger.update(claim, status="sent", sid=found.sid,
+                                         twilio_status=found.status, check_since=0.0,
+                                         reconciled=f"found {found.sid} at Twilio")
+                log.info("job %s: an earlier attempt was sent as %s (found at Twilio)", key,
+                         found.sid)
+                return Outcome("sent", key, found.sid, reason="found at Twilio")
+            note = "nothing found at Twilio; sent again"
 
         try:
-            sent = await self.sender.send(self._with_status_callback(job, key), from_number)
+            sent = await self.sender.send(outgoing, outgoing.from_)
         except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
             failure = classify(exc)
             if failure is None:
                 # A bug, not Twilio: release the claim so the host's retry can send.
-                await self.ledger.record(key, status="retrying",
-                                         last_error=f"{type(exc).__name__}")
+                await self.ledger.update(claim, status="retrying",
+                                         last_error=type(exc).__name__)
                 raise
-            return await self._failed(item, job, key, claim.attempts, failure)
+            return await self._failed(item, job, claim, failure, checked=note is not None)
 
-        await self.ledger.record(key, status="sent", sid=sent.sid, twilio_status=sent.status,
-                                 last_error="")
+        await self.ledger.update(claim, status="sent", sid=sent.sid, twilio_status=sent.status,
+                                 last_error="", check_since=0.0, reconciled=note)
         log.info("job %s: sent as %s (message %s, attempt %d)", key, sent.sid, item.id,
                  claim.attempts)
         return Outcome("sent", key, sent.sid)
 
-    def _with_status_callback(self, job: Job, key: str) -> Job:
-        """Default: our own status route, which publishes each status as an event and records
-        it on the job's ledger row. A producer's own `status_callback` replaces it."""
-        if job.status_callback is not None or not self.settings.webhook_base_url:
-            return job
-        return replace(job, status_callback=f"{self.settings.webhook_base_url}/api/status"
-                                            f"?job={quote(key, safe='')}")
+    async def _look_up(self, outgoing: Job, claim: Claim) -> Sent | None:
+        record = claim.record or {}
+        # Our status route writes the SID of every callback it gets for a job.
+        if record.get("callback_sid"):
+            return Sent(str(record["callback_sid"]), record.get("twilio_status"))
+        return await self.sender.find(outgoing, outgoing.from_, claim.check_since)
 
-    async def _failed(self, item: QueueItem, job: Job, key: str, attempts: int,
-                      failure: Failure) -> Outcome:
+    async def _failed(self, item: QueueItem, job: Job, claim: Claim, failure: Failure, *,
+                      checked: bool = False) -> Outcome:
+        key, attempts = claim.key, claim.attempts
+        # Since when Twilio may hold a message from this job: kept until a check has looked.
+        since = 0.0 if checked else claim.check_since
+        if failure.ambiguous:
+            since = min(since, claim.claimed_at) if since else claim.claimed_at
         if not failure.retryable:
-            outcome = await self._reject(item, key, "twilio_permanent", failure.reason,
-                                         failure.twilio_code)
-            await self.ledger.record(key, status="rejected", last_error=failure.reason,
-                                     twilio_code=failure.twilio_code)
-            return outcome
+            await self._reject(item, key, "twilio_permanent", failure.reason,
+                               failure.twilio_code)
+            await self.ledger.update(claim, status="rejected", last_error=failure.reason,
+                                     twilio_code=failure.twilio_code, check_since=0.0)
+            return Outcome("rejected", key, reason=failure.reason)
+        ambiguous = int((claim.record or {}).get("ambiguous") or 0) + failure.ambiguous
         if attempts >= self.max_attempts:
-            await self._dead_letter(self.settings.poison_queue_name, item, key,
-                                    "retries_exhausted", failure.reason, failure.twilio_code,
-                                    attempts=attempts)
-            await self.ledger.record(key, status="failed", last_error=failure.reason)
+            # Given up. If an attempt may still have reached Twilio, say so.
+            kind = "outcome_unknown" if since else "retries_exhausted"
+            await self._dead_letter(self.settings.poison_queue_name, item, key, kind,
+                                    failure.reason, failure.twilio_code, attempts=attempts)
+            await self.ledger.update(claim, status="unknown" if since else "failed",
+                                     last_error=failure.reason, ambiguous=ambiguous)
             return Outcome("poisoned", key, reason=failure.reason)
         # Release the claim first: if the copy below is never written, the host redelivers
         # this message and it can claim again.
         delay = self.delays(failure.kind, attempts)
-        await self.ledger.record(key, status="retrying", last_error=failure.reason,
-                                 twilio_code=failure.twilio_code)
-        copy = json.dumps(jobs.to_dict(replace(job, id=key)), ensure_ascii=False)
-        await self.queues.put(self.settings.outbound_queue_name, copy, delay_seconds=delay)
+        if failure.ambiguous:
+            # A request we gave up on may still reach Twilio: look only once it cannot.
+            delay = max(delay, int(self.settle_seconds))
+        await self.ledger.update(claim, status="retrying", last_error=failure.reason,
+                                 twilio_code=failure.twilio_code, check_since=since,
+                                 ambiguous=ambiguous, retry_at=self.clock() + delay)
+        await self._requeue(job, key, delay)
         log.warning("job %s: attempt %d failed (%s); retrying in %d s", key, attempts,
                     failure.reason, delay)
         return Outcome("retry_scheduled", key, reason=failure.reason)
+
+    async def _requeue(self, job: Job, key: str, delay: int) -> None:
+        copy = json.dumps(jobs.to_dict(replace(job, id=key)), ensure_ascii=False)
+        await self.queues.put(self.settings.outbound_queue_name, copy, delay_seconds=delay)
 
     async def _reject(self, item: QueueItem, key: str | None, kind: str, reason: str,
                       twilio_code: int | None = None) -> Outcome:

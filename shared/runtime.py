@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.credentials import CredentialCache, source_for
-from shared.ledger import Ledger, TableLedger
+from shared.ledger import ATTEMPT_SECONDS, LEASE_SECONDS, Ledger, TableLedger
 from shared.outbound import OutboundProcessor
 from shared.settings import Settings
-from shared.storage import QueueWriter, Storage
+from shared.storage import DEFAULT_RETRY, QueueWriter, RetryPolicy, Storage
 from shared.twilio_rest import TwilioApi
 from shared.webhooks import Webhooks
 
@@ -33,19 +33,25 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, secret_client_factory: Callable[[], Any] | None = None,
               twilio_http_client: Any = None, ledger: Ledger | None = None,
-              queues: QueueWriter | None = None) -> Runtime:
+              queues: QueueWriter | None = None, retry: RetryPolicy = DEFAULT_RETRY,
+              lease_seconds: float = LEASE_SECONDS,
+              attempt_seconds: float = ATTEMPT_SECONDS) -> Runtime:
         """The process's objects; `ledger` and `queues` replace the storage-backed ones
-        (tests pass in-memory fakes)."""
+        (tests pass in-memory fakes); `retry`, `lease_seconds` and `attempt_seconds` scale
+        time down for the fault suite."""
         # The Azure SDKs log every HTTP request at INFO: keep that out of App Insights.
         logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
             logging.WARNING)
         credentials = CredentialCache(source_for(settings, secret_client_factory),
                                       ttl_seconds=settings.secrets_ttl_seconds)
-        storage = Storage(settings.storage)
+        storage = Storage(settings.storage, retry)
         twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client)
-        ledger = ledger or TableLedger(lambda: storage.table(settings.jobs_table_name))
+        ledger = ledger or TableLedger(lambda: storage.table(settings.jobs_table_name),
+                                       lease_seconds=lease_seconds, retry=retry)
         queues = queues or storage
-        processor = OutboundProcessor(settings, twilio, ledger, queues)
+        processor = OutboundProcessor(settings, twilio, ledger, queues,
+                                      attempt_seconds=attempt_seconds,
+                                      settle_seconds=2 * twilio.http_client.timeout)
         return cls(settings, credentials, Webhooks(settings, credentials, ledger, queues),
                    storage, twilio, processor)
 

@@ -22,6 +22,7 @@ _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 # "-rejected" (9 characters) and "-poison" for the dead-letter queues, so 54 at most.
 _QUEUE_NAME = re.compile(r"^(?=.{3,54}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}\Z")
 _KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 DEFAULT_GREETING = "Hello. Thanks for calling. Goodbye."
@@ -38,8 +39,11 @@ SETTING_NAMES = frozenset(
         "TWILIO_ACCOUNT_SID",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_FROM_NUMBER",
+        "TWILIO_MESSAGING_SERVICE_SID",
         "TWILIO_API_BASE_URL",
         "TWILIO_SECRETS_TTL_SECONDS",
+        "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS",
+        "WEBHOOK_BUDGET_SECONDS",
         "WEBHOOK_BASE_URL",
         "OUTBOUND_QUEUE_NAME",
         "JOBS_TABLE_NAME",
@@ -107,8 +111,14 @@ class Settings:
     account_sid: str | None = field(default=None, repr=False)
     auth_token: str | None = field(default=None, repr=False)
     from_number: str | None = None
+    # Default Messaging Service for sms jobs; wins over `from_number` when set.
+    messaging_service_sid: str | None = None
     api_base_url: str = "https://api.twilio.com"
     secrets_ttl_seconds: float = 900.0
+    token_rotation_window_seconds: float = 86400.0
+    # Twilio waits 15 s for a webhook's answer, connection included, then retries once or
+    # goes to the fallback URL: answer (a 503 if need be) well inside that.
+    webhook_budget_seconds: float = 8.0
     webhook_base_url: str | None = None
     outbound_queue_name: str = "twilio-outbound"
     jobs_table_name: str = "twiliojobs"
@@ -151,9 +161,16 @@ class Settings:
             auth_token=read.text("TWILIO_AUTH_TOKEN", secret=True),
             from_number=read.matching(
                 "TWILIO_FROM_NUMBER", E164, "an E.164 number such as +15551234567"),
+            messaging_service_sid=read.matching(
+                "TWILIO_MESSAGING_SERVICE_SID", _MESSAGING_SERVICE_SID,
+                "a Messaging Service SID: MG followed by 32 hex digits"),
             api_base_url=read.url("TWILIO_API_BASE_URL", schemes=("https", "http"),
                                   origin_only=True) or "https://api.twilio.com",
             secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),
+            token_rotation_window_seconds=read.number(
+                "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS", 86400.0, minimum=0),
+            webhook_budget_seconds=read.number("WEBHOOK_BUDGET_SECONDS", 8.0, minimum=1,
+                                               maximum=14),
             webhook_base_url=read.url("WEBHOOK_BASE_URL", schemes=("https", "http"),
                                       origin_only=True),
             outbound_queue_name=read.queue_name("OUTBOUND_QUEUE_NAME", "twilio-outbound"),
@@ -275,7 +292,8 @@ class _Reader:
         return self.matching(name, _QUEUE_NAME, "a storage queue name: 3-54 lowercase letters, "
                              "digits and single dashes") or default
 
-    def number(self, name: str, default: float, *, minimum: float) -> float:
+    def number(self, name: str, default: float, *, minimum: float,
+               maximum: float = float("inf")) -> float:
         value = self.text(name)
         if value is None:
             return default
@@ -283,8 +301,10 @@ class _Reader:
             number = float(value)
         except ValueError:
             raise SettingsError(f"{name} must be a number of seconds; got {value!r}.") from None
-        if number < minimum:
-            raise SettingsError(f"{name} must be at least {minimum:g}; got {value!r}.")
+        if not minimum <= number <= maximum:  # NaN fails too
+            raise SettingsError(f"{name} must be from {minimum:g} to {maximum:g}; got "
+                                f"{value!r}." if maximum < float("inf") else
+                                f"{name} must be at least {minimum:g}; got {value!r}.")
         return number
 
     def url(self, name: str, *, schemes: tuple[str, ...], origin_only: bool = False) -> str | None:

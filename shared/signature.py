@@ -8,7 +8,7 @@ may see `http://` and an internal host, so the URL is rebuilt from the public or
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
@@ -33,20 +33,31 @@ def public_url(request_url: str, webhook_base_url: str | None) -> str:
     return f"{url}?{parts.query}" if parts.query else url
 
 
+# The algorithms twilio's RequestValidator implements. Anything else named in the
+# X-Twilio-Webhooks-Signature-Settings header is refused here, before the validator would
+# log the caller's text.
+ALGORITHMS = frozenset({"HMAC_SHA1", "HMAC_SHA256"})
+
+
+def algorithm(settings_header: str | None) -> str | None:
+    """The algorithm the settings header names (HMAC_SHA1 when none), or None if unknown."""
+    name = get_signature_algorithm(settings_header).upper()
+    return name if name in ALGORITHMS else None
+
+
 def is_valid(*, url: str, auth_token: str, signature: str | None,
              form: Mapping[str, Sequence[str]] | None = None, body: str | None = None,
-             settings_header: str | None = None) -> bool:
+             algorithm: str = "HMAC_SHA1") -> bool:
     """True if `signature` is Twilio's for this request.
 
     `form` is the POST form (GET and JSON requests: None); `body` is a JSON body, checked
     through the `bodySHA256` query parameter Twilio adds to such requests.
     """
-    if not signature:
+    if not signature or not auth_token:
         return False
+    if body is not None and "bodySHA256" not in parse_qs(urlsplit(url).query):
+        return False  # a JSON body Twilio signs always carries its hash in the URL
     validator = RequestValidator(auth_token)
     params: object = body if body is not None else FormParams(
         {k: list(v) for k, v in (form or {}).items()})
-    if body is not None and "bodySHA256=" not in url:
-        return False  # a JSON body Twilio signs always carries its hash in the URL
-    return bool(validator.validate(url, params, signature,
-                                   get_signature_algorithm(settings_header)))
+    return bool(validator.validate(url, params, signature, algorithm))

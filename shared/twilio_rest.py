@@ -8,9 +8,12 @@ seam twilio-python offers for this.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -21,6 +24,11 @@ from shared.jobs import MAX_TWIML_CHARS, Job, JobRejected
 
 TWILIO_ORIGIN = "https://api.twilio.com"
 REQUEST_TIMEOUT_SECONDS = 15.0
+# Looking for an earlier attempt's message or call: the newest few to the same recipient,
+# created since that attempt began (less our clock's possible lead over Twilio's).
+FIND_LIMIT = 20
+CLOCK_SKEW_SECONDS = 15.0
+T = TypeVar("T")
 
 # twilio-python logs every request at INFO; keep its lines out unless something is wrong.
 _http_log = logging.getLogger("shared.twilio_http")
@@ -84,20 +92,50 @@ class TwilioApi:
         self._client: Any = None
         self._client_for: TwilioCredentials | None = None
 
-    async def send(self, job: Job, from_number: str) -> Sent:
-        """Create the message or call. A 401 re-reads the secrets once (a rotated token)."""
+    async def send(self, job: Job, from_number: str | None) -> Sent:
+        """Create the message or call."""
+        return await self._with_client(lambda client: self._create(client, job, from_number))
+
+    async def find(self, job: Job, from_number: str | None, since: float) -> Sent | None:
+        """The message or call an earlier attempt of `job` may have created since `since`
+        (epoch seconds), or None. Twilio's list resources filter by To and From (To only
+        for a Messaging Service, which picks the sender); the body (for a message) and the
+        creation time narrow it to this job. Two jobs with the same
+        recipient, sender and text in the same minutes cannot be told apart: the README says
+        so, and `reconciled` on the job's row shows what was found."""
+        return await self._with_client(lambda client: self._find(client, job, from_number,
+                                                                 since))
+
+    async def _with_client(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """`call(client)`; a 401 re-reads the secrets once (a rotated token)."""
         from twilio.base.exceptions import TwilioRestException
 
         creds = await self.credentials.get()
         try:
-            return await self._create(self._client_with(creds), job, from_number)
+            return await call(self._client_with(creds))
         except TwilioRestException as exc:
             if exc.status != 401:
                 raise
             fresh = await self.credentials.refresh(creds)
             if fresh is None:
                 raise
-            return await self._create(self._client_with(fresh), job, from_number)
+            return await call(self._client_with(fresh))
+
+    async def _find(self, client: Any, job: Job, from_number: str | None, since: float
+                    ) -> Sent | None:
+        from twilio.base import values
+
+        resource = client.messages if job.type == "sms" else client.calls
+        items = await resource.list_async(to=job.to, from_=from_number or values.unset,
+                                          limit=FIND_LIMIT)
+        earliest = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.UTC)
+        matches = [i for i in items if i.date_created is not None
+                   and i.date_created >= earliest
+                   and (job.type != "sms" or job.body is None or i.body == job.body)]
+        if not matches:
+            return None
+        first = min(matches, key=lambda i: i.date_created)
+        return Sent(first.sid, first.status)
 
     def _client_with(self, creds: TwilioCredentials) -> Any:
         if self._client is None or self._client_for != creds:
@@ -108,28 +146,72 @@ class TwilioApi:
             self._client_for = creds
         return self._client
 
-    async def _create(self, client: Any, job: Job, from_number: str) -> Sent:
-        common: dict[str, Any] = {"to": job.to, "from_": from_number}
-        if job.status_callback:
-            common["status_callback"] = job.status_callback
+    async def _create(self, client: Any, job: Job, from_number: str | None) -> Sent:
         if job.type == "sms":
-            if job.body is not None:
-                common["body"] = job.body
-            if job.media_url:
-                common["media_url"] = list(job.media_url)
-            message = await client.messages.create_async(**common)
+            message = await client.messages.create_async(**message_params(job, from_number))
             return Sent(message.sid, message.status)
-        if job.say is not None:
-            common["twiml"] = say_twiml(job)
-        elif job.twiml is not None:
-            common["twiml"] = job.twiml
-        else:
-            common["url"] = job.url
-        call = await client.calls.create_async(**common)
+        call = await client.calls.create_async(**call_params(job, from_number))
         return Sent(call.sid, call.status)
 
     async def close(self) -> None:
         await self.http_client.close()
+
+
+def message_params(job: Job, from_number: str | None) -> dict[str, Any]:
+    """twilio-python's `messages.create_async` keyword arguments for an sms job; each is
+    sent under the name Twilio's API spec gives it (in brackets)."""
+    params = _present(
+        to=job.to,                                         # To
+        from_=from_number,                                 # From
+        messaging_service_sid=job.messaging_service_sid,   # MessagingServiceSid
+        status_callback=job.status_callback,               # StatusCallback
+        body=job.body,                                     # Body
+        media_url=list(job.media_url) or None,             # MediaUrl (repeated)
+        content_sid=job.content_sid,                       # ContentSid
+        validity_period=job.validity_period,               # ValidityPeriod
+        shorten_urls=job.shorten_urls,                     # ShortenUrls ("true"/"false")
+    )
+    if job.content_variables is not None:                  # ContentVariables: JSON text
+        params["content_variables"] = json.dumps(job.content_variables, ensure_ascii=False,
+                                                 separators=(",", ":"))
+    when = job.send_at_utc
+    if when is not None:
+        # twilio-python writes a datetime as "%Y-%m-%dT%H:%M:%SZ" without converting it:
+        # it must be in UTC already.
+        params.update(schedule_type="fixed", send_at=when)  # ScheduleType, SendAt
+    return params
+
+
+def call_params(job: Job, from_number: str | None) -> dict[str, Any]:
+    """twilio-python's `calls.create_async` keyword arguments for a call job."""
+    if job.say is not None:
+        source: dict[str, str | None] = {"twiml": say_twiml(job)}  # Twiml
+    elif job.twiml is not None:
+        source = {"twiml": job.twiml}
+    else:
+        source = {"url": job.url}                          # Url
+    return _present(
+        to=job.to,                                         # To
+        from_=from_number,                                 # From
+        status_callback=job.status_callback,               # StatusCallback
+        **source,
+        machine_detection=job.machine_detection,           # MachineDetection
+        machine_detection_timeout=job.machine_detection_timeout,  # MachineDetectionTimeout
+        # AsyncAmd is a string in the spec and twilio-python passes it through as given.
+        async_amd=None if job.async_amd is None else str(job.async_amd).lower(),
+        async_amd_status_callback=job.async_amd_status_callback,  # AsyncAmdStatusCallback
+        timeout=job.timeout,                               # Timeout
+        time_limit=job.time_limit,                         # TimeLimit
+        record=job.record,                                 # Record ("true"/"false")
+        # Recording updates go where the call's status updates go (the job's row).
+        recording_status_callback=job.status_callback if job.record else None,
+        send_digits=job.send_digits,                       # SendDigits
+        caller_id=job.caller_id,                           # CallerId
+    )
+
+
+def _present(**params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def say_twiml(job: Job) -> str:

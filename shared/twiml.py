@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from xml.etree import ElementTree
+from xml.parsers import expat
 
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
@@ -15,13 +15,29 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def check_document(text: str) -> None:
-    """ValueError unless `text` is well-formed XML with a `<Response>` root."""
+    """ValueError unless `text` is well-formed XML with a `<Response>` root and no DOCTYPE.
+
+    TwiML never needs a DOCTYPE, and one brings entity declarations (entity expansion,
+    external entities) into a document this app returns or hands to Twilio: refused before
+    anything is expanded."""
+    parser = expat.ParserCreate()
+    root: list[str] = []
+
+    def doctype(*_: object) -> None:
+        raise ValueError("a DOCTYPE is not allowed in TwiML")
+
+    def start(name: str, _attrs: object) -> None:
+        if not root:
+            root.append(name)
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.StartElementHandler = start
     try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as exc:
+        parser.Parse(text, True)
+    except expat.ExpatError as exc:
         raise ValueError(f"not well-formed XML ({exc})") from None
-    if root.tag != "Response":
-        raise ValueError(f"the root element must be <Response>, not <{root.tag}>")
+    if root != ["Response"]:
+        raise ValueError(f"the root element must be <Response>, not <{root[0]}>")
 
 
 def clean(text: str) -> str:

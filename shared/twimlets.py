@@ -1,16 +1,20 @@
 """Self-hosted drop-ins for Twilio's twimlets, taking the twimlets' own parameter names.
 
-Each function takes the request's parameters (query, then form; the query wins) and a
-`Links` that builds absolute URLs back to this app, keeping the signed origin and `?code=`,
-and returns TwiML plus any outbound jobs to enqueue (the voicemail notification).
+Each stage answers what the original twimlet answered (Twilio's MIT-licensed PHP, and
+twimlets.com's later behaviour as twilio-labs/function-templates records it); the
+differences are deliberate and listed in the README. Each function takes `Params` (the
+settings from the signed URL's query, Twilio's runtime fields from the form) and a `Links`
+that builds absolute URLs back to this app, keeping the signed origin and `?code=`, and
+returns TwiML plus any outbound jobs to enqueue (voicemail and conference notifications).
 Multi-stage twimlets carry their state in the query of their action URLs, as the
 originals do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,17 +22,58 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from shared.numbers import E164
 from shared.signature import FormParams
-from shared.twiml import Speech, check_document, clean, is_audio_url
+from shared.twiml import Speech, check_document, clean
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>[0-9]{0,6})\]$")
-_DIGITS = re.compile(r"^[0-9*#]{1,10}$")
-_SMALL_NUMBER = re.compile(r"[0-9]{1,3}")
-ANSWERED = frozenset({"completed", "answered"})
-DEFAULT_TIMEOUT = 20
+_OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")
+_SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
+_SID = re.compile(r"[A-Za-z0-9]{2,64}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# A phone number as Twilio takes it: E.164, or a US/Canada number in national form;
+# spaces, dots, dashes and parentheses are only how people write them.
+_PHONE_MARKS = re.compile(r"[\s().-]")
+_PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[0-9]{10}")
+_NOT_DIGIT = re.compile(r"[^0-9]")
+
+MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
+MAX_PASSWORD_TRIES = 3  # wrong conference pass codes per call before hanging up
+GENRES = frozenset({"classical", "ambient", "electronica", "guitars", "rock", "soft-rock"})
+TWILIO_HOLDMUSIC = "https://twimlets.com/holdmusic"  # Twilio's own, its default wait music
+
+# What the originals say, word for word.
 VOICEMAIL_PROMPT = "Please leave a message after the beep."
+VOICEMAIL_THANKS = "Thanks. Good bye."
+RESTRICTED = "Sorry, you are calling from a restricted number. Good bye."
 MENU_ERROR = "I'm sorry, that wasn't a valid option."
-WHISPER = "You are receiving a call. Press any key to accept."
+PASS_CODE = "Please enter your conference pass code"
+CONFERENCE_WELCOME = "You are now entering the conference line."
+MODERATOR_SMS = "{} has entered your conference.  Call the number this text came from to join."
+# Ours: the originals let a caller guess for ever.
+PASS_CODE_REFUSED = "Sorry, that pass code is not correct. Good bye."
+
+# The fields Twilio posts to a voice URL, a <Gather>/<Dial>/<Record> action, a
+# transcription callback or a conference wait URL (Twilio's voice request docs; `Caller`,
+# `Called` and `DialStatus` are API 2008-08-01 names the originals still read). Only
+# these are read from a POST form, and next-stage URLs never carry them: everything else
+# is a setting, and settings come only from the signed URL's query.
+RUNTIME_FIELDS = frozenset({
+    "AccountSid", "ApiVersion", "ApplicationSid", "CallSid", "CallStatus", "CallToken",
+    "Called", "Caller", "CallerName", "Direction", "ForwardedFrom", "From", "To",
+    "ParentCallSid", "StirVerstat", "StirPassportToken",
+    "FromCity", "FromState", "FromZip", "FromCountry", "ToCity", "ToState", "ToZip",
+    "ToCountry", "CallerCity", "CallerState", "CallerZip", "CallerCountry", "CalledCity",
+    "CalledState", "CalledZip", "CalledCountry",
+    "Digits", "FinishedOnKey", "SpeechResult", "Confidence", "msg",
+    "DialCallStatus", "DialCallSid", "DialCallDuration", "DialBridged", "DialStatus",
+    "DialSipResponseCode",
+    "RecordingUrl", "RecordingSid", "RecordingDuration", "RecordingStatus",
+    "TranscriptionText", "TranscriptionStatus", "TranscriptionUrl", "TranscriptionSid",
+    "TranscriptionType", "url",
+    "ConferenceSid", "FriendlyName", "QueueSid", "QueuePosition", "QueueTime",
+    "AvgQueueTime", "CurrentQueueSize", "MaxQueueSize",
+})
 
 
 class TwimletError(ValueError):
@@ -39,6 +84,47 @@ class TwimletError(ValueError):
 class Result:
     twiml: str
     jobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- phone numbers ----------------------------------------------------------------------------
+
+def phone_key(number: str | None) -> str:
+    """The originals' comparison key: the digits, without a leading US/Canada `1`, so
+    `+1 (415) 555-0122`, `14155550122` and `4155550122` are one number."""
+    digits = _NOT_DIGIT.sub("", number or "")
+    return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+
+
+def same_number(a: str | None, b: str | None) -> bool:
+    key = phone_key(a)
+    return bool(key) and key == phone_key(b)
+
+
+def e164(number: str) -> str:
+    """A number `check_phone` accepted, in the E.164 form the outbound jobs need."""
+    compact = _PHONE_MARKS.sub("", number)
+    if compact.startswith("+"):
+        return compact
+    return "+" + compact if len(compact) == 11 else "+1" + compact
+
+
+def check_phone(name: str, value: str) -> str:
+    if not _PHONE.fullmatch(_PHONE_MARKS.sub("", value)):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise TwimletError(f"{name} must be a phone number: E.164 like +14155550122, or a "
+                           f"US/Canada number like (415) 555-0122; got {shown!r}.")
+    return value
+
+
+def _is_phone(value: str | None) -> bool:
+    return bool(value) and bool(_PHONE.fullmatch(_PHONE_MARKS.sub("", value or "")))
+
+
+# -- parameters and links ---------------------------------------------------------------------
+
+def _list_name(key: str) -> str:
+    m = _INDEXED.match(key)
+    return m["name"] if m else key
 
 
 class Links:
@@ -70,10 +156,16 @@ class Links:
         path = self.path
         return path.split("/twiml/")[0] if "/twiml/" in path else path.rsplit("/", 1)[0]
 
-    def here(self, **changes: str | None) -> str:
-        """This URL with query parameters changed (None removes one)."""
-        pairs = [(k, v) for k, v in self.query if k not in changes and k != "code"]
-        pairs += [(k, v) for k, v in changes.items() if v is not None]
+    def here(self, *, drop: Iterable[str] = (), add: Sequence[tuple[str, str]] = (),
+             **changes: str | None) -> str:
+        """This URL for the next stage: query parameters changed (None removes one), lists
+        in `drop` removed whatever their index, `add` appended. Twilio's own fields (a GET
+        request carries them in the query) are left out: the next request brings its own."""
+        dropped = set(drop)
+        pairs = [(k, v) for k, v in self.query
+                 if k not in changes and k != "code" and k not in RUNTIME_FIELDS
+                 and _list_name(k) not in dropped]
+        pairs += list(add) + [(k, v) for k, v in changes.items() if v is not None]
         return self._url(self.path, pairs + self._code)
 
     @property
@@ -82,7 +174,7 @@ class Links:
         return [(k, v) for k, v in self.query if k == "code"]
 
     def twimlet(self, name: str, params: list[tuple[str, str]]) -> str:
-        """Another twimlet of this app, e.g. for the call flow."""
+        """Another twimlet of this app (the whisper, the call flow's steps)."""
         return self._url(f"{self.prefix}/twiml/{name}", params + self._code)
 
     def _url(self, path: str, pairs: list[tuple[str, str]]) -> str:
@@ -95,71 +187,154 @@ class Params:
 
     values: FormParams
 
+    @classmethod
+    def from_request(cls, query: FormParams, form: FormParams) -> Params:
+        """Settings come only from the signed URL's query; from the POST form only the
+        fields Twilio itself sends at run time (they win over the query: they are this
+        request's). A TwiML App reached from the Voice SDK receives the client's own
+        parameters in the form, signed with our token: they must not add numbers to dial,
+        change a FailUrl or name a moderator."""
+        values = FormParams({k: list(v) for k, v in query.items()})
+        for name, items in form.items():
+            if name in RUNTIME_FIELDS:
+                values[name] = list(items)
+        return cls(values)
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.values.first(name)
         # Every value may end up in TwiML: drop what XML cannot hold.
         return clean(value) if value not in (None, "") else default
 
-    def indexed(self, name: str) -> list[str]:
-        """`Name`, then `Name[0]`, `Name[1]` ... in index order, then `Name[]` as sent."""
-        plain = list(self.values.get(name, []))
-        numbered: list[tuple[int, str]] = []
-        appended: list[str] = []
-        for key, items in self.values.items():
+    def items(self, name: str, *, bracketed_only: bool = False) -> list[tuple[str, str]]:
+        """(key, value) of `Name`, then `Name[0]`, `Name[1]` ... in index order, then
+        `Name[]` as sent; blanks left out, as the originals' array_filter did."""
+        plain = [] if bracketed_only else [(name, v) for v in self.values.get(name, [])]
+        numbered: list[tuple[int, str, str]] = []
+        appended: list[tuple[str, str]] = []
+        for key, values in self.values.items():
             m = _INDEXED.match(key)
             if m and m["name"] == name:
                 if m["index"]:
-                    numbered.extend((int(m["index"]), v) for v in items)
+                    numbered.extend((int(m["index"]), key, v) for v in values)
                 else:
-                    appended.extend(items)
-        ordered = plain + [v for _, v in sorted(numbered, key=lambda pair: pair[0])] + appended
-        cleaned = (clean(v) for v in ordered)
-        return [v for v in cleaned if v.strip()]
+                    appended.extend((key, v) for v in values)
+        ordered = plain + [(k, v) for _, k, v in sorted(numbered, key=lambda t: t[0])]
+        return [(k, clean(v).strip()) for k, v in ordered + appended if clean(v).strip()]
+
+    def indexed(self, name: str) -> list[str]:
+        return [v for _, v in self.items(name)]
+
+    def phone(self, name: str) -> str | None:
+        value = self.get(name)
+        return check_phone(name, value.strip()) if value and value.strip() else None
+
+    def phones(self, name: str, *, bracketed_only: bool = False,
+               limit: int | None = None) -> list[str]:
+        items = self.items(name, bracketed_only=bracketed_only)
+        if limit is not None and len(items) > limit:
+            raise TwimletError(f"{name}: at most {limit} numbers (Twilio dials at most "
+                               f"{limit} in one <Dial>); got {len(items)}.")
+        return [check_phone(key, value) for key, value in items]
 
     def options(self, name: str) -> dict[str, str]:
-        """`Options[1]=url`, `Options[22]=url`: keyed by the text between the brackets."""
+        """`Options[1]=url`, `Options[22]=url`: keyed by the digits between the brackets."""
         prefix = f"{name}["
-        return {k[len(prefix):-1]: clean(v[0]) for k, v in self.values.items()
-                if k.startswith(prefix) and k.endswith("]") and _DIGITS.match(k[len(prefix):-1])
-                and v and clean(v[0])}
+        found: dict[str, str] = {}
+        for key, values in self.values.items():
+            if not (key.startswith(prefix) and key.endswith("]")) or not values:
+                continue
+            digits, value = key[len(prefix):-1], clean(values[0]).strip()
+            if not _OPTION_KEY.match(digits):
+                raise TwimletError(f"{key}: a menu option is keyed by the digits a caller "
+                                   "presses (0-9, * or #, up to 10).")
+            if value:
+                found[digits] = value
+        return found
 
     @property
     def speech(self) -> Speech:
         return Speech(self.get("Voice"), self.get("Language"))
 
-    def timeout(self) -> int:
-        raw = self.get("Timeout", str(DEFAULT_TIMEOUT)) or ""
-        if not _SMALL_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= 600:
-            raise TwimletError("Timeout must be a whole number of seconds from 1 to 600.")
+    def timeout(self, default: int) -> int:
+        """`Timeout` in seconds; empty or 0 means the default, as in the originals."""
+        raw = (self.get("Timeout") or "").strip()
+        if raw and not _SMALL_NUMBER.fullmatch(raw):
+            raise TwimletError("Timeout must be a whole number of seconds.")
+        return int(raw) if raw and int(raw) else default
+
+    def small_number(self, name: str) -> int:
+        raw = self.get(name, "0") or "0"
+        if not _SMALL_NUMBER.fullmatch(raw):
+            raise TwimletError(f"{name} must be a whole number (the twimlet sets it itself).")
         return int(raw)
 
-    def flag(self, name: str) -> bool:
-        return (self.get(name) or "").lower() in ("true", "1", "yes")
+    @property
+    def caller(self) -> str | None:
+        return self.get("From") or self.get("Caller")
+
+    @property
+    def called(self) -> str | None:
+        """The number called; only a phone caller's: a Voice SDK or SIP caller sets `To`
+        itself, so it must not unlock an allowed-caller list or a moderator seat."""
+        return (self.get("To") or self.get("Called")) if _is_phone(self.caller) else None
 
 
-def _speak(node: Any, text: str | None, speech: Speech) -> None:
-    """Play `text` if it is a URL, else say it (the twimlets' rule for `Message`).
-    `text` comes from `Params`, already cleaned."""
-    if not text:
-        return
-    text = text.strip()
-    if is_audio_url(text):
+# -- shared stages ---------------------------------------------------------------------------
+
+def _is_url(text: str) -> bool:
+    """The originals' test: anything starting with `http`, in any case, is played."""
+    return text.lower().startswith("http")
+
+
+def _speak(node: Any, text: str | None, speech: Speech, default: str | None = None) -> None:
+    """Play `text` if it is a URL, else say it, else say `default` (if any)."""
+    text = (text or "").strip()
+    if text and _is_url(text):
         node.play(text)
-    elif text:
-        node.say(text, **speech.attributes())
+    elif text or default:
+        node.say(text or default, **speech.attributes())
 
 
-def _after_dial(p: Params, links: Links) -> VoiceResponse:
-    """The second stage of forward/simulring: connected, or the FailUrl."""
+def _doc(*verbs: Callable[[VoiceResponse], Any]) -> str:
     response = VoiceResponse()
-    if p.get("DialCallStatus") in ANSWERED:
-        response.hangup()
-    elif p.get("FailUrl"):
-        response.redirect(p.get("FailUrl"))
-    else:
-        response.hangup()
-    return response
+    for verb in verbs:
+        verb(response)
+    return str(response)
 
+
+def _hangup() -> str:
+    return _doc(lambda r: r.hangup())
+
+
+def _redirect(url: str) -> str:
+    # The originals answered an HTTP 302 to the URL; Twilio documents <Redirect>, and its
+    # own successors to the twimlets (the funlets) answer this way.
+    return _doc(lambda r: r.redirect(url))
+
+
+def _dial_answered(p: Params) -> bool:
+    # DialStatus: the 2008 API's name, which the originals still read.
+    return (p.get("DialCallStatus") in ("completed", "answered")
+            or p.get("DialStatus") == "answered")
+
+
+def _after_dial(p: Params) -> Result:
+    """forward/simulring, back from the <Dial>: connected (or no FailUrl): hang up; else
+    go to the FailUrl."""
+    fail_url = p.get("FailUrl")
+    if _dial_answered(p) or not fail_url:
+        return Result(_hangup())
+    return Result(_redirect(fail_url))
+
+
+def _back_from_dial(p: Params) -> bool:
+    return p.has("Dial") and bool(p.get("DialCallStatus") or p.get("DialStatus"))
+
+
+# -- the twimlets ----------------------------------------------------------------------------
 
 def echo(p: Params, links: Links) -> Result:
     text = p.get("Twiml")
@@ -181,42 +356,42 @@ def message(p: Params, links: Links) -> Result:
 
 
 def forward(p: Params, links: Links) -> Result:
-    if p.get("Dial"):
-        return Result(str(_after_dial(p, links)))
-    number = p.get("PhoneNumber")
+    if _back_from_dial(p):
+        return _after_dial(p)
+    number = p.phone("PhoneNumber")
     if not number:
         raise TwimletError("PhoneNumber is required: the number to forward the call to.")
-    allowed = p.indexed("AllowedCallers")
-    response = VoiceResponse()
-    if allowed and p.get("From") not in allowed:
-        response.reject()
-        return Result(str(response))
-    dial = Dial(action=links.here(Dial="true"), timeout=p.timeout(),
-                caller_id=p.get("CallerId") or p.get("From"))
-    dial.number(number)
-    response.append(dial)
-    return Result(str(response))
+    # As on twimlets.com, only the bracketed form is a list: a plain AllowedCallers= is not.
+    allowed = p.phones("AllowedCallers", bracketed_only=True)
+    if allowed and not any(same_number(p.caller, n) or same_number(p.called, n)
+                           for n in allowed):
+        return Result(_doc(lambda r: r.say(RESTRICTED, **p.speech.attributes())))
+    attrs: dict[str, Any] = {"action": links.here(Dial="true"), "timeout": p.timeout(20)}
+    if p.get("CallerId"):
+        attrs["caller_id"] = p.get("CallerId")
+    return Result(_doc(lambda r: r.dial(number, **attrs)))
 
 
 def voicemail(p: Params, links: Links) -> Result:
-    response = VoiceResponse()
-    transcribe = p.flag("Transcribe")
-    notify = p.get("Notify")
-    if p.get("Stage") == "transcribed":
-        # Twilio's transcription callback: notify with the text, nothing to say.
-        jobs = _voicemail_jobs(p, notify, p.get("TranscriptionText"))
-        return Result(str(response), jobs)
+    notify = p.phone("Notify")
+    # Transcribed unless Transcribe is given and is not "true", as in the original.
+    transcribe = (p.get("Transcribe") or "true").lower() == "true"
+    status = (p.get("TranscriptionStatus") or "").lower()
+    if status in ("completed", "failed"):
+        # Twilio's transcription callback: notify (with the text if there is one).
+        text = p.get("TranscriptionText") if status == "completed" else None
+        return Result(_doc(), _voicemail_jobs(p, notify, text))
     if p.get("RecordingUrl"):
         jobs = [] if transcribe else _voicemail_jobs(p, notify, None)
-        response.say("Thank you. Goodbye.", **p.speech.attributes())
-        response.hangup()
-        return Result(str(response), jobs)
-    _speak(response, p.get("Message", VOICEMAIL_PROMPT), p.speech)
-    record: dict[str, Any] = {"action": links.here(Stage="recorded"), "max_length": 120}
+        return Result(_doc(lambda r: r.say(VOICEMAIL_THANKS, **p.speech.attributes()),
+                           lambda r: r.hangup()), jobs)
+    response = VoiceResponse()
+    _speak(response, p.get("Message"), p.speech, VOICEMAIL_PROMPT)
+    # The original's <Record/> posted back to this URL by default: said here explicitly.
+    record: dict[str, Any] = {"action": links.here()}
     if transcribe:
-        record.update(transcribe=True, transcribe_callback=links.here(Stage="transcribed"))
+        record.update(transcribe=True, transcribe_callback=links.here())
     response.record(**record)
-    response.say("I did not receive a recording. Goodbye.", **p.speech.attributes())
     return Result(str(response))
 
 
@@ -225,13 +400,27 @@ def _voicemail_jobs(p: Params, notify: str | None, transcript: str | None
     recording = p.get("RecordingUrl")
     if not notify or not recording:
         return []
-    body = f"New voicemail from {p.get('From') or 'unknown'}: {recording}"
-    if transcript:
-        body += f"\n{transcript}"
+    host = urlsplit(recording).hostname or ""
+    if not recording.startswith("https://") or not (host == "twilio.com"
+                                                    or host.endswith(".twilio.com")):
+        # The link goes to the owner's phone: only ever one of Twilio's.
+        raise TwimletError("RecordingUrl is not a Twilio recording URL.")
     sid = p.get("RecordingSid") or recording.rsplit("/", 1)[-1]
+    if not _SID.fullmatch(sid):
+        raise TwimletError("RecordingSid is not a Twilio SID.")
+    body = f"New voicemail from {_display(p.caller)}: {recording}.mp3"
+    if transcript:
+        body = (body + f"\n{transcript}")[:1600]
     # The job id makes the notification exactly-once, whatever Twilio retries.
-    return [{"id": f"voicemail-{sid}"[:128], "type": "sms", "to": notify,
-             "body": body[:1600]}]
+    return [{"id": f"voicemail-{sid}", "type": "sms", "to": e164(notify), "body": body}]
+
+
+def _display(number: str | None) -> str:
+    """A caller's number as the original's e-mail showed it: (415) 555-0122."""
+    key = phone_key(number)
+    if len(key) == 10 and _is_phone(number):
+        return f"({key[:3]}) {key[3:6]}-{key[6:]}"
+    return number or "an unknown number"
 
 
 def menu(p: Params, links: Links) -> Result:
@@ -240,119 +429,157 @@ def menu(p: Params, links: Links) -> Result:
         raise TwimletError("Options[<digits>]=<url> is required: at least one menu option.")
     response = VoiceResponse()
     digits = p.get("Digits")
-    if digits is not None:
+    if digits:
         if digits in options:
-            response.redirect(options[digits])
-            return Result(str(response))
-        _speak(response, p.get("ErrorMessage", MENU_ERROR), p.speech)
-    gather = Gather(action=links.here(Digits=None),
-                    num_digits=max(len(k) for k in options), timeout=10)
+            return Result(_redirect(options[digits]))
+        _speak(response, p.get("ErrorMessage"), p.speech, MENU_ERROR)
+    gather = Gather(action=links.here(), num_digits=max(len(k) for k in options))
     _speak(gather, p.get("Message"), p.speech)
     response.append(gather)
-    response.redirect(links.here(Digits=None))
+    response.redirect(links.here())  # nothing pressed: ask again
     return Result(str(response))
 
 
-def _whisper(p: Params, links: Links) -> Result:
-    """Played to the person called: press a key to take the call, else it goes on."""
+def whisper(p: Params, links: Links) -> Result:
+    """Played to the person called before the call is connected."""
+    if p.has("Digits"):
+        # A key was pressed: an empty answer connects the call.
+        return Result(_doc() if p.get("Digits") else _hangup())
+    gather = Gather(action=links.here(), num_digits=1)
+    # The default spells out the caller's number, one character at a time.
+    spelled = "".join(c if c.isspace() else f"{c}. " for c in p.caller or "")
+    _speak(gather, p.get("Message"), p.speech,
+           f"You are receiving a call from {spelled}.  Press any key to accept.")
     response = VoiceResponse()
-    if p.get("Accepted"):
-        return Result(str(response))  # an empty answer connects the call
-    gather = Gather(action=links.here(Accepted="true"), num_digits=1, timeout=5)
-    _speak(gather, p.get("Message", WHISPER), p.speech)
     response.append(gather)
-    response.hangup()
+    if p.has("HumanCheck"):
+        response.hangup()  # no key pressed: not taken by a person (voicemail), hang up
     return Result(str(response))
+
+
+def _whisper_url(p: Params, links: Links, human_check: bool) -> str:
+    params = [(k, v) for k in ("Message", "Voice", "Language") if (v := p.get(k))]
+    return links.twimlet("whisper", params + ([("HumanCheck", "1")] if human_check else []))
 
 
 def simulring(p: Params, links: Links) -> Result:
-    if p.get("Whisper"):
-        return _whisper(p, links)
-    if p.get("Dial"):
-        return Result(str(_after_dial(p, links)))
-    numbers = p.indexed("PhoneNumbers")
+    if _back_from_dial(p):
+        return _after_dial(p)
+    numbers = p.phones("PhoneNumbers", limit=MAX_DIAL_NUMBERS)
     if not numbers:
         raise TwimletError("PhoneNumbers[] is required: the numbers to ring at once.")
-    response = VoiceResponse()
-    dial = Dial(action=links.here(Dial="true"), timeout=p.timeout())
+    dial = Dial(action=links.here(Dial="true"), timeout=p.timeout(20))
+    url = _whisper_url(p, links, human_check=False)  # connects after the whisper
     for number in numbers:
-        dial.number(number, url=links.here(Whisper="true"))
-    response.append(dial)
-    return Result(str(response))
+        dial.number(number, url=url)
+    return Result(_doc(lambda r: r.append(dial)))
 
 
 def findme(p: Params, links: Links) -> Result:
-    if p.get("Whisper"):
-        return _whisper(p, links)
-    numbers = p.indexed("PhoneNumbers")
-    if not numbers:
+    numbers = p.phones("PhoneNumbers", limit=MAX_DIAL_NUMBERS)
+    if not p.has("Dial") and not numbers:
         raise TwimletError("PhoneNumbers[] is required: the numbers to try in order.")
-    index = 0
-    if p.get("Dial"):
-        if p.get("DialCallStatus") in ANSWERED:
-            answered = VoiceResponse()
-            answered.hangup()
-            return Result(str(answered))
-        raw = p.get("Index", "0") or "0"
-        if not _SMALL_NUMBER.fullmatch(raw):
-            raise TwimletError("Index must be a whole number (findme sets it itself).")
-        index = int(raw) + 1
-    response = VoiceResponse()
-    if index >= len(numbers):
-        if p.get("FailUrl"):
-            response.redirect(p.get("FailUrl"))
-        else:
-            response.hangup()
-        return Result(str(response))
-    dial = Dial(action=links.here(Dial="true", Index=str(index)), timeout=p.timeout())
-    dial.number(numbers[index], url=links.here(Whisper="true", Dial=None, Index=None))
-    response.append(dial)
-    return Result(str(response))
+    if p.has("Dial") and _dial_answered(p):
+        return Result(_hangup())
+    if not numbers:  # every number tried
+        fail_url = p.get("FailUrl")
+        return Result(_redirect(fail_url) if fail_url else _hangup())
+    # The numbers not yet tried travel in the action URL, as in the original.
+    action = links.here(Dial="true", drop=["PhoneNumbers"],
+                        add=[("PhoneNumbers[]", n) for n in numbers[1:]])
+    dial = Dial(action=action, timeout=p.timeout(60))
+    dial.number(numbers[0], url=_whisper_url(p, links, human_check=True))
+    return Result(_doc(lambda r: r.append(dial)))
 
 
 def conference(p: Params, links: Links) -> Result:
-    name = p.get("Name", "default") or "default"
     password = p.get("Password")
+    digits = p.get("Digits")
+    if password and digits != password:
+        return Result(_ask_pass_code(p, links, password, digits))
+    # As on twimlets.com, only the bracketed form is a list: a plain Moderators= is not.
+    moderators = p.phones("Moderators", bracketed_only=True)
+    is_moderator = any(same_number(p.caller, m) or same_number(p.called, m)
+                       for m in moderators)
+    jobs: list[dict[str, Any]] = []
+    if moderators and not is_moderator and p.get("EnableSmsNotifications", "0") != "0":
+        jobs = _moderator_jobs(p, moderators)
     response = VoiceResponse()
-    if password and p.get("Digits") != password:
-        if p.get("Digits") is not None:
-            response.say("Sorry, that password is incorrect.", **p.speech.attributes())
-        gather = Gather(action=links.here(Digits=None), num_digits=len(password), timeout=10)
-        gather.say("Please enter the conference password, then press pound.",
-                   **p.speech.attributes())
-        response.append(gather)
-        response.redirect(links.here(Digits=None))
-        return Result(str(response))
-    _speak(response, p.get("Message"), p.speech)
-    moderators = p.indexed("Moderators")
-    is_moderator = p.get("From") in moderators
-    attrs: dict[str, Any] = {
-        "start_conference_on_enter": not moderators or is_moderator,
-        "end_conference_on_exit": is_moderator,
-    }
-    music = p.get("Music")
-    if music and is_audio_url(music):
-        attrs["wait_url"] = music
+    _speak(response, p.get("Message"), p.speech, CONFERENCE_WELCOME)
+    attrs: dict[str, Any] = {}
+    music = p.get("Music") or ""
+    if music in GENRES:
+        attrs.update(wait_url=f"{TWILIO_HOLDMUSIC}?Bucket=com.twilio.music.{music}",
+                     wait_method="GET")
+    elif _is_url(music):
+        attrs.update(wait_url=music, wait_method="GET")
+    if moderators:
+        attrs["start_conference_on_enter"] = "true" if is_moderator else "false"
     dial = Dial()
-    dial.conference(clean(name), **attrs)
+    dial.conference(p.get("Name") or _room(p, moderators), **attrs)
     response.append(dial)
-    return Result(str(response))
+    return Result(str(response), jobs)
+
+
+def _room(p: Params, moderators: list[str]) -> str:
+    """No Name: the original's room, one per configuration (its Message and Moderators)."""
+    seed = (p.get("Message") or "") + "".join(phone_key(m) for m in moderators)
+    return hashlib.md5(seed.encode(), usedforsecurity=False).hexdigest()
+
+
+def _ask_pass_code(p: Params, links: Links, password: str, digits: str | None) -> str:
+    tries = p.small_number("PasswordTries") + (1 if digits else 0)
+    if tries >= MAX_PASSWORD_TRIES:
+        return _doc(lambda r: r.say(PASS_CODE_REFUSED, **p.speech.attributes()),
+                    lambda r: r.hangup())
+    here = links.here(PasswordTries=str(tries) if tries else None)
+    gather = Gather(action=here, num_digits=max(3, len(password)))
+    gather.say(PASS_CODE, **p.speech.attributes())
+    return _doc(lambda r: r.append(gather), lambda r: r.redirect(here))
+
+
+def _moderator_jobs(p: Params, moderators: list[str]) -> list[dict[str, Any]]:
+    call_sid = p.get("CallSid") or ""
+    if not _SID.fullmatch(call_sid):
+        raise TwimletError("CallSid is not a Twilio SID.")
+    body = MODERATOR_SMS.format(p.get("Caller") or p.caller or "A caller")
+    line = p.called  # "the number this text came from": the conference line
+    jobs = []
+    for moderator in dict.fromkeys(e164(m) for m in moderators):
+        job = {"id": f"conference-{call_sid}-{moderator[1:]}", "type": "sms", "to": moderator,
+               "body": body}
+        if line and E164.match(line):
+            job["from"] = line
+        jobs.append(job)
+    return jobs
 
 
 def holdmusic(p: Params, links: Links) -> Result:
-    tracks = [t for t in p.indexed("Music") if is_audio_url(t)]
+    tracks = p.items("Music")
+    for key, track in tracks:
+        if not _is_url(track):
+            raise TwimletError(f"{key} must be a URL of an audio file; got {track[:40]!r}.")
+    bucket = (p.get("Bucket") or "").strip()
+    if not tracks and bucket:
+        if not _BUCKET.fullmatch(bucket):
+            raise TwimletError("Bucket must be an S3 bucket name, e.g. com.twilio.music.rock.")
+        # Twilio's own hold-music twimlet lists the bucket (it serves Twilio's wait music).
+        params = [("Bucket", bucket)] + [(k, v) for k in ("Message",) if (v := p.get(k))]
+        return Result(_doc(lambda r: r.redirect(f"{TWILIO_HOLDMUSIC}?{urlencode(params)}",
+                                                method="GET")))
     if not tracks:
-        raise TwimletError("Music (or Music[0], Music[1] ...) is required: https URLs to play.")
+        raise TwimletError("Music (or Music[0], Music[1] ...) is required: URLs to play; or "
+                           "Bucket, an S3 bucket of Twilio's hold music.")
     response = VoiceResponse()
-    _speak(response, p.get("Message"), p.speech)
-    for track in tracks:
+    for _, track in tracks:
         response.play(track)
-    response.redirect(links.here(Message=None), method="POST")  # loop the music
+        _speak(response, p.get("Message"), p.speech)  # between tracks, as the original
+    response.redirect(links.here())  # and loop
     return Result(str(response))
 
 
 TWIMLETS: dict[str, Callable[[Params, Links], Result]] = {
     "echo": echo, "message": message, "forward": forward, "voicemail": voicemail,
-    "menu": menu, "simulring": simulring, "findme": findme, "conference": conference,
-    "holdmusic": holdmusic,
+    "menu": menu, "whisper": whisper, "simulring": simulring, "findme": findme,
+    "conference": conference, "holdmusic": holdmusic,
 }

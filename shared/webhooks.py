@@ -6,25 +6,36 @@ Framework-free: the HTTP triggers turn the host's request into a `WebhookRequest
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from shared import events, signature, twiml, twimlets
-from shared.credentials import CredentialCache
+from shared import events, jobs, signature, twiml, twimlets
+from shared.credentials import CredentialCache, CredentialsError
 from shared.ledger import Ledger
 from shared.settings import Settings
 from shared.signature import FormParams
-from shared.storage import QueueWriter
+from shared.storage import QueueWriter, TransientStorageError
 from shared.twimlets import Links, Params, TwimletError
 
 log = logging.getLogger(__name__)
 
 # Twilio's webhook requests are a few KB; anything far larger is not from Twilio.
 MAX_BODY_BYTES = 256 * 1024
+# Twilio's SID fields, checked for shape: side effects are deduplicated on them, and a
+# request re-split under the same signature (the scheme concatenates names and values
+# without separators) cannot keep a SID's shape.
+SID_FIELDS = {name: re.compile(rf"(?:{prefixes})[0-9a-f]{{32}}") for name, prefixes in {
+    "AccountSid": "AC", "MessageSid": "SM|MM", "SmsSid": "SM|MM", "SmsMessageSid": "SM|MM",
+    "CallSid": "CA", "ParentCallSid": "CA", "DialCallSid": "CA", "RecordingSid": "RE",
+    "TranscriptionSid": "TR"}.items()}
+_STATUS_WORD = re.compile(r"[a-z][a-z_-]{0,31}")  # e.g. in-progress, machine_end_beep
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class Call:
     params: FormParams  # query parameters, then form fields (the query wins on a clash)
     public_url: str
     idempotency_token: str | None = None  # Twilio's I-Twilio-Idempotency-Token
+    query: FormParams = field(default_factory=FormParams)  # the signed URL's own query
+    form: FormParams = field(default_factory=FormParams)  # the POST form (Twilio's fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.first(name, default)
@@ -87,14 +100,24 @@ class Webhooks:
         handler = self.routes.get(route)
         if handler is None:
             return WebhookResponse.text(404, f"No such route: {route}.")
+        budget = self.settings.webhook_budget_seconds
         try:
-            call = await self._verify(request)
-            return await handler(call)
+            async with asyncio.timeout(budget):
+                call = await self._verify(request)
+                return await handler(call)
         except BadRequest as exc:
             return WebhookResponse.text(exc.status, str(exc))
         except TwimletError as exc:
             return WebhookResponse.text(400, str(exc))
-        except Exception:  # noqa: BLE001 - a dependency (storage) failed: Twilio retries a 503
+        except (TimeoutError, TransientStorageError) as exc:
+            # Storage (or the vault) is slow or down. A fast 503 lets Twilio retry or use
+            # the number's fallback URL; the side effects were not marked done, so the
+            # retry writes them.
+            log.warning("webhook %s: %s; answered 503", route,
+                        f"no answer within {budget:g} s (WEBHOOK_BUDGET_SECONDS)"
+                        if isinstance(exc, TimeoutError) else exc)
+            return WebhookResponse.text(503, "Temporarily unavailable; please retry.")
+        except Exception:  # noqa: BLE001 - a dependency failed: Twilio retries a 503
             log.exception("webhook %s failed", route)
             return WebhookResponse.text(503, "Temporarily unavailable; please retry.")
 
@@ -112,7 +135,8 @@ class Webhooks:
             await self._publish(self.settings.inbound_queue_name,
                                 events.inbound_sms(call.params))
 
-        await self._once(call, publish)
+        await self._once(call, publish, f"sms:{call.get('MessageSid') or call.get('SmsSid')}"
+                         if call.get("MessageSid") or call.get("SmsSid") else None)
         word = (call.get("Body") or "").strip().split(maxsplit=1)
         keyword = word[0].strip(".,!?").upper() if word else ""
         if keyword in self._keyword_replies:
@@ -120,8 +144,16 @@ class Webhooks:
         return WebhookResponse(200, self._sms_reply)
 
     async def status(self, call: Call) -> WebhookResponse:
-        job_id = call.get("job")
+        # `job` is ours, in the status callback URL we gave Twilio: from the query only.
+        job_id = call.query.first("job")
+        if job_id is not None and not jobs.valid_id(job_id):
+            raise BadRequest(400, "Query parameter 'job' is not a job id (see the job "
+                                  "schema's 'id').")
         event = events.status(call.params, job_id)
+        if not event["sid"]:
+            raise BadRequest(400, "A status callback needs MessageSid or CallSid.")
+        if event["status"] and not _STATUS_WORD.fullmatch(event["status"]):
+            raise BadRequest(400, "MessageStatus / CallStatus is not a Twilio status.")
 
         async def record() -> None:
             log_at = logging.WARNING if event["error_code"] or event["status"] in (
@@ -129,18 +161,20 @@ class Webhooks:
             log.log(log_at, "status callback sid=%s status=%s error_code=%s",
                     event["sid"] or "-", event["status"] or "-", event["error_code"] or "-")
             await self._publish(self.settings.status_queue_name, event)
-            if job_id and self.ledger is not None:
-                await self.ledger.record(job_id, twilio_status=event["status"],
-                                         twilio_error_code=event["error_code"])
+            if job_id and self.ledger is not None and not await self.ledger.record_status(
+                    job_id, **events.row_fields(event), callback_sid=event["sid"]):
+                log.info("status callback for job %s, which the jobs table does not hold",
+                         job_id)
 
-        await self._once(call, record)
+        await self._once(call, record, f"status:{event['event_id']}")
         return WebhookResponse(204, "", "text/plain")
 
     def _twimlet(self, name: str) -> Handler:
         build = twimlets.TWIMLETS[name]
 
         async def handler(call: Call) -> WebhookResponse:
-            result = build(Params(call.params), Links(call.public_url))
+            result = build(Params.from_request(call.query, call.form),
+                           Links(call.public_url))
             if result.jobs:
                 async def enqueue() -> None:
                     for job in result.jobs:
@@ -152,20 +186,24 @@ class Webhooks:
 
     # -- side effects: each once per Twilio delivery -----------------------------------------
 
-    async def _once(self, call: Call, effects: Callable[[], Awaitable[None]]) -> None:
-        """Run a webhook's side effects unless Twilio is retrying one that ran already
-        (same I-Twilio-Idempotency-Token). The token is remembered after the effects, so a
+    async def _once(self, call: Call, effects: Callable[[], Awaitable[None]],
+                    effect: str | None = None) -> None:
+        """Run a webhook's side effects unless they ran already for this event: `effect`
+        names it by Twilio's SIDs (checked for shape), so a captured request replayed with
+        a fresh I-Twilio-Idempotency-Token (which Twilio does not sign) is caught too;
+        without one, Twilio's token names it. The name is remembered after the effects, so a
         failure is retried by Twilio rather than lost."""
-        token = call.idempotency_token
-        if token and self.ledger is not None and await self.ledger.token_seen(token):
+        name = effect or (f"token:{call.idempotency_token}" if call.idempotency_token
+                          else None)
+        if name and self.ledger is not None and await self.ledger.effect_seen(name):
             return
         await effects()
-        if token and self.ledger is not None:
-            await self.ledger.remember_token(token)
+        if name and self.ledger is not None:
+            await self.ledger.remember_effect(name)
 
-    async def _publish(self, queue_name: str, event: dict[str, object]) -> None:
+    async def _publish(self, queue_name: str, event: dict[str, Any]) -> None:
         if self.queues is not None:
-            await self._put(queue_name, event)
+            await self.queues.put(queue_name, events.fit(event))
 
     async def _put(self, queue_name: str, doc: Mapping[str, object]) -> None:
         assert self.queues is not None
@@ -205,19 +243,38 @@ class Webhooks:
         sig = request.headers.get("x-twilio-signature")
         if not sig:
             raise BadRequest(403, "Missing X-Twilio-Signature header.")
-        settings_header = request.headers.get("x-twilio-webhooks-signature-settings")
+        algorithm = signature.algorithm(
+            request.headers.get("x-twilio-webhooks-signature-settings"))
+        if algorithm is None:
+            raise BadRequest(403, "Unsupported signature algorithm.")
+        if json_body is not None and "bodySHA256" not in query:
+            raise BadRequest(403, "Invalid X-Twilio-Signature.")  # Twilio hashes JSON bodies
         creds = await self.credentials.get()
-        check = dict(url=url, signature=sig, form=form, body=json_body,
-                     settings_header=settings_header)
-        if not signature.is_valid(auth_token=creds.auth_token, **check):  # type: ignore[arg-type]
-            # The auth token may have been rotated since it was cached: read it once more.
-            fresh = await self.credentials.refresh(creds)
-            if fresh is None or not signature.is_valid(auth_token=fresh.auth_token,
-                                                       **check):  # type: ignore[arg-type]
+
+        def valid(tokens: tuple[str, ...]) -> bool:
+            return any(signature.is_valid(url=url, auth_token=token, signature=sig, form=form,
+                                          body=json_body, algorithm=algorithm)
+                       for token in tokens)
+
+        if not valid(creds.webhook_tokens):
+            # The auth token may have been rotated since it was cached: read it once more
+            # (at most once per 10 s, however many forged requests arrive).
+            try:
+                fresh = await self.credentials.refresh(creds)
+            except CredentialsError as exc:
+                log.warning("could not re-read the Twilio credentials to check a signature "
+                            "(%s); answered 403", exc)
+                fresh = None
+            if fresh is None or not valid(fresh.webhook_tokens):
                 raise BadRequest(403, "Invalid X-Twilio-Signature.")
         params = FormParams(form or {})
         params.update(query)
-        return Call(params, url, request.headers.get("i-twilio-idempotency-token"))
+        for name, values in params.items():
+            pattern = SID_FIELDS.get(name)
+            if pattern is not None and not all(pattern.fullmatch(v) for v in values):
+                raise BadRequest(400, f"{name} is not a Twilio SID.")
+        return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
+                    query=query, form=form or FormParams())
 
 
 def _decode(body: bytes) -> str:

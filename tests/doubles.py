@@ -5,6 +5,7 @@ Key Vault, and an App Service managed-identity token endpoint."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import struct
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +36,9 @@ class Recorded:
 
 @dataclass
 class Reply:
-    """A scripted answer. `action`: "reply", "sleep" (never answer in time) or "reset"."""
+    """A scripted answer. `action`: "reply", "sleep" (never answer in time), "reset" (cut
+    the connection), or "accept_then_reset" / "accept_then_sleep" (create the resource,
+    then cut the connection or answer after `delay`: Twilio acted, the caller can't know)."""
 
     status: int = 201
     body: dict[str, Any] | None = None
@@ -46,8 +50,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, owner: LoopbackServer, tls: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), owner.handler_class())
+    allow_reuse_address = True
+
+    def __init__(self, owner: LoopbackServer, tls: ssl.SSLContext | None, port: int = 0
+                 ) -> None:
+        super().__init__(("127.0.0.1", port), owner.handler_class())
         self.owner = owner
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
@@ -70,11 +77,11 @@ class LoopbackServer:
 
     scheme = "http"
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.lock = threading.Lock()
         self.requests: list[Recorded] = []
         self.connections = 0
-        self._server = _Server(self, tls)
+        self._server = _Server(self, tls, port)
         self.port = self._server.server_address[1]
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -135,17 +142,26 @@ def reset_connection(handler: BaseHTTPRequestHandler) -> None:
 
 
 class TwilioDouble(LoopbackServer):
-    """Twilio's REST API on loopback. Answers from `script` (one `Reply` per request, in
-    order), else `default`; with `upstream`, unscripted requests go on to it (Prism)."""
+    """Twilio's REST API on loopback: creates messages and calls, and lists them (filtered
+    by To and From, newest first) as Twilio does. Answers from `script` (one `Reply` per
+    create, in order), else creates; with `upstream`, unscripted requests go on to it
+    (Prism). With `journal`, every resource created is appended to that file and read back
+    on start, so a double that is killed and started again keeps its data."""
 
-    def __init__(self, *, latency: float = 0.0, upstream: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, *, latency: float = 0.0, upstream: str | None = None,
+                 journal: str | None = None, port: int = 0) -> None:
+        super().__init__(port=port)
         self.script: list[Reply] = []
         self.latency = latency
         self.upstream = upstream
         self.auth_token: str | None = None  # when set, other tokens get Twilio's 401
         # Replies per recipient (`To`), used first: fault plans that survive concurrency.
         self.by_to: dict[str, list[Reply]] = {}
+        self.journal = journal
+        self.created: list[dict[str, Any]] = []  # resources, in creation order
+        if journal and os.path.exists(journal):
+            with open(journal, encoding="utf-8") as f:
+                self.created = [json.loads(line) for line in f if line.strip()]
 
     def sent(self) -> list[Recorded]:
         """Create requests that succeeded."""
@@ -168,13 +184,18 @@ class TwilioDouble(LoopbackServer):
                     r.path.endswith(f"/{kind}.json" if kind else ".json")]
 
     def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
+        path = urlsplit(req.path).path
+        if req.method == "GET" and path.endswith((".json",)) and not self.upstream:
+            if not self._authorised(req):
+                return _json(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return _json(200, self._list(req))
         with self.lock:
             to = req.form.get("To", [""])[0] if req.method == "POST" else ""
             planned = self.by_to.get(to)
             if planned:
                 reply = planned.pop(0)
             else:
-                reply = self.script.pop(0) if self.script else None
+                reply = self.script.pop(0) if self.script and req.method == "POST" else None
         if self.latency:
             time.sleep(self.latency)
         if not self._authorised(req):
@@ -191,14 +212,44 @@ class TwilioDouble(LoopbackServer):
         if reply.status >= 400:
             return _json(reply.status, reply.body or {"code": 20500, "message": "error",
                                                       "status": reply.status})
-        return _json(reply.status, reply.body or self._resource(req))
+        resource = reply.body or self._create(req)
+        # Accepted, then the answer is lost or comes too late: Twilio has the resource.
+        if reply.action == "accept_then_reset":
+            reset_connection(handler)
+            return None
+        if reply.action == "accept_then_sleep":
+            time.sleep(reply.delay)
+        return _json(reply.status, resource)
 
-    def _resource(self, req: Recorded) -> dict[str, Any]:
+    def _create(self, req: Recorded) -> dict[str, Any]:
         kind = "SM" if req.path.endswith("/Messages.json") else "CA"
+        form = req.form
         with self.lock:
             n = len(self.requests)
-        return {"sid": f"{kind}{n:032x}", "status": "queued",
-                "account_sid": req.path.split("/")[3]}
+            resource = {"sid": f"{kind}{n:032x}", "status": "queued",
+                        "account_sid": req.path.split("/")[3],
+                        "to": form.get("To", [""])[0], "from": form.get("From", [""])[0],
+                        "body": form.get("Body", [None])[0],
+                        "date_created": formatdate(time.time(), usegmt=True)}
+            self.created.append(resource)
+            if self.journal:
+                with open(self.journal, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(resource) + "\n")
+        return resource
+
+    def _list(self, req: Recorded) -> dict[str, Any]:
+        parts = urlsplit(req.path)
+        query = parse_qs(parts.query)
+        kind = "SM" if parts.path.endswith("/Messages.json") else "CA"
+        with self.lock:
+            items = [r for r in reversed(self.created) if r["sid"].startswith(kind)
+                     and r["to"] == query.get("To", [r["to"]])[0]
+                     and r["from"] == query.get("From", [r["from"]])[0]]
+        size = int(query.get("PageSize", ["50"])[0])
+        return {"messages" if kind == "SM" else "calls": items[:size], "page": 0,
+                "page_size": size, "start": 0, "end": min(size, len(items)) - 1,
+                "uri": req.path, "first_page_uri": req.path, "next_page_uri": None,
+                "previous_page_uri": None}
 
     def _forward(self, req: Recorded) -> Any:
         fwd = urllib.request.Request(self.upstream + req.path, data=req.body or None,
@@ -227,16 +278,36 @@ class ManagedIdentityDouble(LoopbackServer):
                            "resource": query.get("resource", [""])[0], "token_type": "Bearer"})
 
 
+class SecretVersions(dict[str, str]):
+    """name -> current value; setting a value adds a version, as `az keyvault secret set`
+    does. `history[name]` holds [value, created epoch, enabled] per version, oldest first."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__()
+        self.history: dict[str, list[list[Any]]] = {}
+        for name, value in values.items():
+            self.set(name, value, created=time.time() - 30 * 86400)
+
+    def set(self, name: str, value: str, *, created: float | None = None) -> None:
+        super().__setitem__(name, value)
+        self.history.setdefault(name, []).append([value, created or time.time(), True])
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+
 class KeyVaultDouble(LoopbackServer):
-    """Key Vault's secrets API over HTTPS, with the bearer challenge the SDK expects."""
+    """Key Vault's secrets API over HTTPS (get, get a version, list versions), with the
+    bearer challenge the SDK expects."""
 
     def __init__(self, tls: ssl.SSLContext, secrets: dict[str, str]) -> None:
         super().__init__(tls)
-        self.secrets = secrets
+        self.secrets = SecretVersions(secrets)
         self.faults: list[int] = []  # statuses to answer to the next authorised GETs
         self.on_get: Callable[[str], None] | None = None
 
     def reads(self, name: str) -> int:
+        """Reads of the secret's current value."""
         with self.lock:
             return sum(1 for r in self.requests if r.status == 200 and
                        urlsplit(r.path).path.rstrip("/") == f"/secrets/{name}")
@@ -253,12 +324,22 @@ class KeyVaultDouble(LoopbackServer):
             return _json(fault, {"error": {"code": "Throttled" if fault == 429 else "Error",
                                            "message": "injected"}},
                          **({"Retry-After": "0"} if fault == 429 else {}))
-        name = urlsplit(req.path).path.rstrip("/").split("/")[-1]
-        if name not in self.secrets:
+        parts = urlsplit(req.path).path.strip("/").split("/")  # secrets/<name>[/<version>]
+        name = parts[1] if len(parts) > 1 else ""
+        history = self.secrets.history.get(name)
+        if not history:
             return _json(404, {"error": {"code": "SecretNotFound", "message": name}})
-        return _json(200, {"value": self.secrets[name],
-                           "id": f"{self.url}/secrets/{name}/0123456789abcdef",
-                           "attributes": {"enabled": True}})
+        if parts[2:] == ["versions"]:
+            return _json(200, {"value": [self._item(name, i)
+                                         for i in range(len(history))], "nextLink": None})
+        index = len(history) - 1 if len(parts) == 2 else int(parts[2], 16)
+        return _json(200, {"value": history[index][0], **self._item(name, index)})
+
+    def _item(self, name: str, index: int) -> dict[str, Any]:
+        _, created, enabled = self.secrets.history[name][index]
+        return {"id": f"{self.url}/secrets/{name}/{index:032x}",
+                "attributes": {"enabled": enabled, "created": int(created),
+                               "updated": int(created)}}
 
 
 @dataclass
@@ -279,3 +360,30 @@ class Tls:
         path = f"{directory}/ca.pem"
         ca.cert_pem.write_to_path(path)
         return cls(path, ctx)
+
+
+def main() -> None:
+    """`python -m tests.doubles twilio --port N [--journal FILE]`: the Twilio double as a
+    process of its own, for the fault suite (bench/faults.py) to pause, kill and restart."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.doubles")
+    parser.add_argument("service", choices=["twilio"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--journal")
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    double = TwilioDouble(journal=args.journal, port=args.port, latency=args.latency)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with double:
+        print(f"twilio double on {double.url}", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -3,22 +3,23 @@ and in-memory fakes passed in by injection."""
 
 from __future__ import annotations
 
-import asyncio
 import time
+import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 import azure.functions as func
 from twilio.request_validator import RequestValidator
 
-from shared.ledger import Claim, held_state
+from shared.ledger import LEASE_SECONDS, Claim, ClaimLost, assess, claim_fields, effect_key
 from shared.settings import Settings
 from shared.signature import FormParams
 from shared.twilio_rest import Sent
 
 ACCOUNT_SID = "AC" + "1" * 32  # test value
-AUTH_TOKEN = "test-auth-token-7f3a9c"  # test value, must never show up in output
+AUTH_TOKEN = "testAuthToken7f3a9c0000000000000"  # test value, must never show up in output
 FROM = "+15005550006"
 
 
@@ -63,11 +64,14 @@ def http_request(url: str, form: Mapping[str, Any] | None = None, *, method: str
 
 
 class FakeSender:
-    """Records jobs instead of calling Twilio; `script` raises/returns per call."""
+    """Records jobs instead of calling Twilio; `script` raises/returns per call. `find`
+    answers from `at_twilio` (what an earlier attempt left there) or `find_script`."""
 
     def __init__(self, *script: BaseException | Sent) -> None:
         self.script = list(script)
         self.calls: list[tuple[Any, str]] = []
+        self.finds: list[tuple[Any, str, float]] = []
+        self.find_script: list[BaseException | Sent | None] = []
 
     async def send(self, job: Any, from_number: str) -> Sent:
         self.calls.append((job, from_number))
@@ -77,6 +81,15 @@ class FakeSender:
                 raise item
             return item
         return Sent(f"SM{len(self.calls):032x}", "queued")
+
+    async def find(self, job: Any, from_number: str, since: float) -> Sent | None:
+        self.finds.append((job, from_number, since))
+        if self.find_script:
+            item = self.find_script.pop(0)
+            if isinstance(item, BaseException):
+                raise item
+            return item
+        return None
 
 
 class MemoryQueues:
@@ -92,41 +105,62 @@ class MemoryQueues:
 
 
 class MemoryLedger:
-    """The ledger's contract in memory (the Table Storage one is tested on Azurite)."""
+    """The ledger's contract in memory (the Table Storage one is tested on Azurite): the
+    same `assess` rule, with a version number standing in for the ETag."""
 
-    def __init__(self, clock: Any = time.time, lease: float = 60.0) -> None:
-        self._claim = Claim
+    def __init__(self, clock: Any = time.time, lease: float = LEASE_SECONDS) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, int] = {}
+        self.effects: set[str] = set()
         self.clock = clock
         self.lease = lease
-        self._lock = asyncio.Lock()
 
-    async def claim(self, key: str, message_id: str) -> Any:
-        async with self._lock:
-            now = self.clock()
-            row = self.rows.get(key)
-            if row is None:
-                self.rows[key] = {"status": "sending", "attempts": 1,
-                                  "lease_until": now + self.lease}
-                return self._claim("claimed", 1)
-            state = held_state(row, now)
-            if state is not None:
-                return self._claim(state, row["attempts"], dict(row))
-            row.update(status="sending", attempts=row["attempts"] + 1,
-                       lease_until=now + self.lease)
-            return self._claim("claimed", row["attempts"])
+    def _write(self, key: str, fields: dict[str, Any]) -> str:
+        self.rows.setdefault(key, {}).update({k: v for k, v in fields.items()
+                                              if v is not None and k not in
+                                              ("PartitionKey", "RowKey")})
+        self.versions[key] = self.versions.get(key, 0) + 1
+        return str(self.versions[key])
 
-    async def record(self, key: str, **fields: Any) -> None:
-        self.rows.setdefault(key, {}).update({k: v for k, v in fields.items() if v is not None})
+    async def claim(self, key: str, message_id: str) -> Claim:
+        now, claim_id = self.clock(), uuid.uuid4().hex
+        row = self.rows.get(key)
+        if row is None:
+            etag = self._write(key, {**claim_fields(key, message_id, claim_id, 1, now, 0.0,
+                                                    self.lease),
+                                     "first_message_id": message_id})
+            return Claim("claimed", key, 1, None, claim_id, etag, claimed_at=now)
+        state, since = assess(row, message_id, now)
+        attempts = int(row.get("attempts") or 0)
+        if state != "claim":
+            return Claim(state, key, attempts, dict(row),
+                         wait_seconds=max(0.0, float(row.get("lease_until") or 0) - now))
+        before = dict(row)
+        etag = self._write(key, claim_fields(key, message_id, claim_id, attempts + 1, now,
+                                             since, self.lease))
+        return Claim("claimed", key, attempts + 1, before, claim_id, etag, since,
+                     claimed_at=now)
+
+    async def update(self, claim: Claim, **fields: Any) -> Claim:
+        if self.rows.get(claim.key, {}).get("claim_id") != claim.claim_id:
+            raise ClaimLost(f"job {claim.key}: another delivery took the claim over")
+        return replace(claim, etag=self._write(claim.key, {**fields,
+                                                           "updated_at": self.clock()}))
 
     async def get(self, key: str) -> dict[str, Any] | None:
         return self.rows.get(key)
 
-    async def token_seen(self, token: str) -> bool:
-        return f"token:{token}" in self.rows
+    async def record_status(self, key: str, **fields: Any) -> bool:
+        if key not in self.rows:
+            return False
+        self._write(key, fields)
+        return True
 
-    async def remember_token(self, token: str) -> None:
-        self.rows[f"token:{token}"] = {}
+    async def effect_seen(self, name: str) -> bool:
+        return effect_key(name) in self.effects
+
+    async def remember_effect(self, name: str) -> None:
+        self.effects.add(effect_key(name))
 
 
 def trigger(name: str) -> Any:

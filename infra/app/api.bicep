@@ -57,6 +57,9 @@ param smsKeywords string
 @description('Default sender and caller ID, E.164 (may be empty; then every job must carry "from").')
 param twilioFromNumber string
 
+@description('Default Messaging Service SID for SMS/WhatsApp jobs (may be empty); wins over twilioFromNumber.')
+param twilioMessagingServiceSid string
+
 @description('What incoming callers hear.')
 param voiceGreeting string
 
@@ -96,6 +99,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_212:A serverless app scales from zero; instances are added per event, not kept for failover.
   //checkov:skip=CKV_AZURE_213:Flex Consumption instances are event-driven, not health-check evicted; /api/health serves external probes.
   //checkov:skip=CKV_AZURE_17:Twilio presents no client certificate; requests are authenticated by signature.
+  //checkov:skip=CKV_AZURE_78:Flex Consumption has no FTP/FTPS endpoint and rejects siteConfig.ftpsState (ARM 51021); code deploys from the blob container.
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -109,10 +113,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
+    // Flex Consumption: runtime, memory and scale go in functionAppConfig; siteConfig keeps only
+    // what the plan accepts ("Flex Consumption plan deprecations" lists what it refuses).
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {
@@ -164,6 +169,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     TWILIO_ACCOUNT_SID_SECRET_NAME: accountSidSecretName
     TWILIO_AUTH_TOKEN_SECRET_NAME: authTokenSecretName
     TWILIO_FROM_NUMBER: twilioFromNumber
+    TWILIO_MESSAGING_SERVICE_SID: twilioMessagingServiceSid
     WEBHOOK_BASE_URL: 'https://${site.properties.defaultHostName}'
     OUTBOUND_QUEUE_NAME: outboundQueueName
     JOBS_TABLE_NAME: jobsTableName

@@ -44,15 +44,15 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// Seeded only when values are given; otherwise set after deployment (see README).
+// Seeded only when both values are given; otherwise set after deployment (see README).
 module seed 'keyvault-secrets.bicep' = if (!empty(twilioAccountSid) && !empty(twilioAuthToken)) {
   name: 'keyvault-secrets'
   params: {
     vaultName: vault.name
-    secrets: [
-      { name: accountSidSecretName, value: twilioAccountSid }
-      { name: authTokenSecretName, value: twilioAuthToken }
-    ]
+    accountSidSecretName: accountSidSecretName
+    authTokenSecretName: authTokenSecretName
+    twilioAccountSid: twilioAccountSid
+    twilioAuthToken: twilioAuthToken
   }
 }
 

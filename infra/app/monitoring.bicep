@@ -39,5 +39,6 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output applicationInsightsName string = applicationInsights.name
+output applicationInsightsId string = applicationInsights.id
 // The connection string identifies the component; with local auth off it grants nothing.
 output connectionString string = applicationInsights.properties.ConnectionString

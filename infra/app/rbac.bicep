@@ -1,5 +1,6 @@
 // Least-privilege data-plane roles: the app identity gets exactly what it uses; the
-// deploying user (optional) gets what local debugging and setting the secrets need.
+// deploying principal (optional) gets what setting the secrets, enqueueing test jobs and
+// reading their outcome need.
 
 @description('Storage account name.')
 param storageAccountName string
@@ -13,13 +14,18 @@ param keyVaultName string
 @description('Principal id of the app\'s user-assigned identity.')
 param appPrincipalId string
 
-@description('Principal id of the deploying user; empty: no user roles.')
+@description('Principal id of the deploying principal; empty: no roles for it.')
 param userPrincipalId string = ''
+
+@description('Type of userPrincipalId: User, or ServicePrincipal when azd runs in CI. A mismatch fails the deployment (UnmatchedPrincipalType).')
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param userPrincipalType string = 'User'
 
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
+  storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6' // Storage Table Data Reader
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // Key Vault Secrets Officer
@@ -70,24 +76,27 @@ resource appSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Deploying user: set and rotate the secrets.
+// Deploying principal: set and rotate the secrets.
 resource userSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
   name: guid(vault.id, userPrincipalId, roles.keyVaultSecretsOfficer)
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 
-// Deploying user: enqueue test jobs and read the dead-letter queues.
-resource userQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
-  name: guid(storage.id, userPrincipalId, roles.storageQueueDataContributor)
+// Deploying principal: enqueue test jobs and read the dead-letter queues (queue), read a job's
+// outcome from the jobs table (table, read only). No principal: an empty loop.
+var userStorageRoleIds = empty(userPrincipalId) ? [] : [roles.storageQueueDataContributor, roles.storageTableDataReader]
+
+resource userStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for roleId in userStorageRoleIds: {
+  name: guid(storage.id, userPrincipalId, roleId)
   scope: storage
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
-}
+}]

@@ -10,6 +10,10 @@ param location string
 @description('Tags for every resource.')
 param tags object
 
+@description('Redundancy SKU; main.bicep explains the choice.')
+@allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS', 'Standard_RAGRS', 'Standard_RAGZRS'])
+param sku string
+
 @description('Blob container that holds the deployment package.')
 param deploymentContainerName string
 
@@ -25,13 +29,12 @@ param eventQueueNames array
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches storage over its public endpoint; shared keys are off, Entra ID + RBAC only.
   //checkov:skip=CKV_AZURE_59:Same as CKV_AZURE_35.
+  //checkov:skip=CKV_AZURE_206:Geo-redundant SKUs do not exist in every Flex Consumption region, so the default is Standard_LRS; the sku parameter takes ZRS, GRS or GZRS where the region has them (README).
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
-  // Zone- and geo-redundant: queued jobs survive a zone or region outage. Where GZRS is not
-  // offered, use Standard_GRS.
-  sku: { name: 'Standard_GZRS' }
+  sku: { name: sku }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true

@@ -152,14 +152,16 @@ def test_inbound_sms_and_status_events_on_azurite(app: dict[str, Any],
 def test_voicemail_notification_is_sent_through_the_queue(app: dict[str, Any],
                                                           prism_recorder: TwilioDouble) -> None:
     call = {"CallSid": "CA" + "9" * 32, "From": "+15551234567", "To": "+15005550006"}
-    status, twiml = post_signed(app, "/api/twiml/voicemail?Notify=%2B15559990000", call)
+    status, twiml = post_signed(app, "/api/twiml/voicemail?Notify=%2B15559990000&Transcribe=false",
+                                call)
     assert status == 200 and "<Record" in twiml
     record_url = twiml.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
     path = record_url.split("127.0.0.1", 1)[1].split("/", 1)[1]
-    status, _ = post_signed(app, "/" + path, {**call, "RecordingSid": "RE9",
+    status, _ = post_signed(app, "/" + path, {**call, "RecordingSid": "RE" + "9" * 32,
                                               "RecordingUrl": "https://api.twilio.com/r/RE9"})
     assert status == 200
     [sent] = wait_for(lambda: [r for r in prism_recorder.creates("Messages") if r.status])
     assert sent.status == 201
     assert sent.form["To"] == ["+15559990000"]
-    assert sent.form["Body"] == ["New voicemail from +15551234567: https://api.twilio.com/r/RE9"]
+    assert sent.form["Body"] == [
+        "New voicemail from (555) 123-4567: https://api.twilio.com/r/RE9.mp3"]

@@ -1,5 +1,6 @@
 """The Bicep under infra/, checked offline: it parses, checkov passes it, its app settings
-match what the app reads, and the app identity gets exactly the roles it needs."""
+match what the app reads, and each principal gets exactly the roles it needs. What the
+compiler, ARM and Flex Consumption refuse is in test_infra_rules.py."""
 
 from __future__ import annotations
 
@@ -10,20 +11,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycep import BicepParser
 
 from shared.settings import PLATFORM_SETTINGS, REQUIRED_IN_AZURE, SETTING_NAMES
+from tests.integration.bicep import INFRA, ROOT, Infra
 
-ROOT = Path(__file__).resolve().parents[2]
-INFRA = ROOT / "infra"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
-BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+RBAC = "app/rbac.bicep"
+# Role ids from Microsoft's built-in roles reference (role-based-access-control/built-in-roles).
 ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+}
+# (role, scope symbol in rbac.bicep) per principal.
+APP_ROLES = {
+    ("Storage Blob Data Owner", "storage"),  # host storage and the deployment package
+    ("Storage Queue Data Contributor", "storage"),  # the outbound, dead-letter and event queues
+    ("Storage Table Data Contributor", "storage"),  # the jobs ledger
+    ("Monitoring Metrics Publisher", "applicationInsights"),  # telemetry with local auth off
+    ("Key Vault Secrets User", "vault"),  # read the Twilio secrets
+}
+USER_ROLES = {
+    ("Key Vault Secrets Officer", "vault"),  # set and rotate the secrets
+    ("Storage Queue Data Contributor", "storage"),  # enqueue test jobs, read dead letters
+    ("Storage Table Data Reader", "storage"),  # read a job's outcome row
 }
 BROAD_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
@@ -33,16 +48,16 @@ BROAD_ROLES = {
 }
 
 
-def parse(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(text=path.read_text())  # type: ignore[no-any-return]
+@pytest.fixture(scope="module")
+def infra() -> Infra:
+    return Infra(INFRA)
 
 
-@pytest.mark.parametrize("path", BICEP_FILES, ids=[str(p.relative_to(INFRA)) for p in BICEP_FILES])
-def test_every_bicep_file_parses(path: Path) -> None:
-    parsed = parse(path)
-    for name, param in parsed.get("parameters", {}).items():
+@pytest.mark.parametrize("rel", Infra(INFRA).files)
+def test_every_bicep_file_parses(infra: Infra, rel: str) -> None:
+    for name, param in infra.params(rel).items():
         decorators = [d["type"] for d in param.get("decorators", [])]
-        assert "description" in decorators, f"{path.name}: param {name} has no @description"
+        assert "description" in decorators, f"{rel}: param {name} has no @description"
 
 
 def test_checkov_passes_with_no_parse_errors() -> None:
@@ -63,65 +78,85 @@ def test_checkov_passes_with_no_parse_errors() -> None:
         assert check["check_id"] in readme, f"{check['check_id']} skipped but not in README"
 
 
-def test_app_settings_match_what_the_app_reads() -> None:
-    site_settings = parse(INFRA / "app" / "api.bicep")["resources"]["appSettings"]
-    names = set(site_settings["config"]["properties"])
+def test_app_settings_match_what_the_app_reads(infra: Infra) -> None:
+    names = set(infra.resources("app/api.bicep")["appSettings"]["properties"])
     assert REQUIRED_IN_AZURE - names == set(), "required by the app, not set by infra/"
     assert names - SETTING_NAMES - PLATFORM_SETTINGS == set(), "set by infra/, unknown to the app"
 
 
-def _assignments(parsed: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for name, res in parsed["resources"].items():
-        if res["type"] != "Microsoft.Authorization/roleAssignments":
-            continue
-        config = res["config"]
-        out.append((name, config.get("config", config)))  # loops and conditions nest it
-    return out
+def _role_refs(infra: Infra, name: str) -> list[str]:
+    """The `roles.<x>` keys one assignment (or loop of assignments) grants."""
+    config = infra.parse(RBAC)["resources"][name]["config"]
+    loop = config.get("loop_type")
+    if not loop:
+        items = [config.get("config", config)["properties"]["roleDefinitionId"]["function"]
+                 ["parameters"]["resource_name_1"]]
+    else:
+        items = loop["detail"]["array_name"]
+        if isinstance(items, str):  # a variable: the non-empty branch of `empty(x) ? [] : [...]`
+            value = infra.parse(RBAC)["variables"][items]["value"]
+            items = value["operator"]["operands"]["false_value"]
+    return [item["operator"]["operands"]["operand_2"] for item in items]
 
 
-def test_app_identity_gets_exactly_its_roles() -> None:
-    parsed = parse(INFRA / "app" / "rbac.bicep")
-    roles = parsed["variables"]["roles"]["value"]
-    text = (INFRA / "app" / "rbac.bicep").read_text()
-    for guid, role_name in ROLES.items():
-        assert re.search(rf"'{guid}' // {role_name}$", text, re.M), role_name
+def _granted(infra: Infra, principal: str) -> set[tuple[str, str]]:
+    roles = infra.parse(RBAC)["variables"]["roles"]["value"]
     granted = set()
-    for name, config in _assignments(parsed):
+    for name, config in infra.resources(RBAC, "Microsoft.Authorization/roleAssignments").items():
         assert config["name"]["function"]["type"] == "guid", name
-        if config["properties"]["principalId"] != "appPrincipalId":
-            continue
-        res = parsed["resources"][name]["config"]
-        loop = res.get("loop_type")
-        refs = ([item["operator"]["operands"]["operand_2"] for item in loop["detail"]["array_name"]]
-                if loop else [config["properties"]["roleDefinitionId"]["function"]["parameters"]
-                              ["resource_name_1"]["operator"]["operands"]["operand_2"]])
-        granted |= {roles[ref] for ref in refs}
-    assert {ROLES[g] for g in granted} == set(ROLES.values())
+        if config["properties"]["principalId"] == principal:
+            granted |= {(ROLES[roles[ref]], config["scope"]) for ref in _role_refs(infra, name)}
+    return granted
 
 
-def test_no_broad_role_anywhere() -> None:
-    text = "\n".join(p.read_text() for p in BICEP_FILES).lower()
+def test_each_principal_gets_exactly_its_roles(infra: Infra) -> None:
+    text = infra.text(RBAC)
+    for guid, role_name in ROLES.items():
+        if guid in text:
+            assert re.search(rf"'{guid}' // {role_name}$", text, re.M), role_name
+    assert _granted(infra, "appPrincipalId") == APP_ROLES
+    assert _granted(infra, "userPrincipalId") == USER_ROLES
+
+
+def test_no_broad_role_anywhere(infra: Infra) -> None:
+    text = "\n".join(infra.text(rel) for rel in infra.files).lower()
     assert [n for g, n in BROAD_ROLES.items() if g in text] == []
 
 
-def test_outputs_for_azd_and_no_secret_in_them() -> None:
-    main = parse(INFRA / "main.bicep")
-    outputs = main["outputs"]
+def _secure_params(infra: Infra) -> set[str]:
+    return {n for rel in infra.files for n, p in infra.params(rel).items()
+            if any(d["type"] == "secure" for d in p.get("decorators", []))}
+
+
+def test_outputs_for_azd_and_no_secret_in_them(infra: Infra) -> None:
+    outputs = infra.parse("main.bicep")["outputs"]
     for name in ("AZURE_FUNCTION_APP_NAME", "FUNCTION_APP_HOST", "TWILIO_VOICE_WEBHOOK_URL",
                  "TWILIO_SMS_WEBHOOK_URL", "TWILIO_STATUS_CALLBACK_URL", "KEY_VAULT_NAME",
-                 "KEY_VAULT_URL", "OUTBOUND_QUEUE_NAME", "AZURE_STORAGE_ACCOUNT_NAME"):
+                 "KEY_VAULT_URL", "OUTBOUND_QUEUE_NAME", "AZURE_STORAGE_ACCOUNT_NAME",
+                 "APPLICATIONINSIGHTS_NAME"):
         assert name in outputs
     assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in outputs)
-    secure = {n for path in BICEP_FILES for n, p in parse(path).get("parameters", {}).items()
-              if any(d["type"] == "secure" for d in p.get("decorators", []))}
+    secure = _secure_params(infra)
     assert secure >= {"twilioAccountSid", "twilioAuthToken"}
-    for path in BICEP_FILES:
-        for name, output in parse(path).get("outputs", {}).items():
+    for rel in infra.files:
+        for name, output in (infra.parse(rel).get("outputs") or {}).items():
             assert not secure & set(re.findall(r"\w+", json.dumps(output["value"]))), \
-                f"{path.name}: output {name} uses a secure parameter"
+                f"{rel}: output {name} uses a secure parameter"
 
 
-def test_parameters_file_names_only_known_parameters() -> None:
+def test_secrets_reach_the_vault_only_as_secure_values(infra: Infra) -> None:
+    """Every module parameter a secure value is passed to is itself @secure()."""
+    secure = _secure_params(infra)
+    for rel in infra.files:
+        for sym, mod in infra.modules(rel).items():
+            config: dict[str, Any] = mod["config"].get("config", mod["config"])
+            target = (Path(rel).parent / mod["detail"]["path"]).as_posix()
+            for param, value in (config.get("params") or {}).items():
+                if isinstance(value, str) and value in secure:
+                    decs = [d["type"] for d in infra.params(target)[param].get("decorators", [])]
+                    assert "secure" in decs, f"{rel}: module {sym} passes {value} to plain {param}"
+
+
+def test_parameters_file_names_only_known_parameters(infra: Infra) -> None:
     params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
-    assert set(params) <= set(parse(INFRA / "main.bicep")["parameters"])
+    assert set(params) <= set(infra.params("main.bicep"))

@@ -60,6 +60,9 @@ def test_vault_values_used_and_read_once_for_many_jobs(
     assert len(managed_identity.requests) >= 1
 
 
+ROTATED = "r0tated" + "c" * 25  # test value
+
+
 def test_rotated_token_picked_up_without_restart(
         key_vault: KeyVaultDouble, tls: Tls, storage_env: dict[str, str],
         twilio_double: TwilioDouble) -> None:
@@ -70,17 +73,21 @@ def test_rotated_token_picked_up_without_restart(
     async def go() -> list[Any]:
         try:
             first = await rt.processor.process(QueueItem("m1", json.dumps(SMS)))
-            # The token is rotated in the vault and at Twilio.
-            key_vault.secrets["twilio-auth-token"] = "rotated-token"
-            twilio_double.auth_token = "rotated-token"
+            # The token is rotated in the vault and promoted at Twilio.
+            key_vault.secrets["twilio-auth-token"] = ROTATED
+            twilio_double.auth_token = ROTATED
             second = await rt.processor.process(QueueItem("m2", json.dumps(SMS)))
-            hook = await rt.webhooks.handle("sms", signed_sms_webhook("rotated-token"))
-            return [first, second, hook]
+            hook = await rt.webhooks.handle("sms", signed_sms_webhook(ROTATED))
+            # Within the rotation window, webhooks Twilio still signs with the old primary
+            # token (before the new one is promoted) are accepted too.
+            old = await rt.webhooks.handle("sms", signed_sms_webhook(AUTH_TOKEN))
+            return [first, second, hook, old]
         finally:
             await rt.close()
 
-    first, second, hook = asyncio.run(go())
-    assert (first.result, second.result, hook.status) == ("sent", "sent", 200)
+    first, second, hook, old = asyncio.run(go())
+    assert (first.result, second.result, hook.status, old.status) == ("sent", "sent", 200,
+                                                                      200)
     statuses = [r.status for r in twilio_double.creates()]
     assert statuses == [201, 401, 201]
     assert key_vault.reads("twilio-auth-token") == 2

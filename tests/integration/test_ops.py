@@ -94,7 +94,7 @@ def row(env: dict[str, str], key: str, **fields: Any) -> None:
 def test_jobs_show_readable_json_and_not_found(env: dict[str, str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     row(env, "order-7", status="sent", sid="SM" + "1" * 32, twilio_status="delivered",
-        attempts=1, last_error="", claim_id="c-9")
+        attempts=1, last_error="", claim_id="c-9", note="added later")
     code, out, err = run(capsys, "jobs", "show", "order-7")
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -104,14 +104,16 @@ def test_jobs_show_readable_json_and_not_found(env: dict[str, str],
         "  Twilio SID           SM11111111111111111111111111111111",
         "  Twilio status        delivered",
         "  attempts             1"]
-    assert "  other fields" in lines and "  claim_id             c-9" in lines
+    assert "  claim                c-9" in lines  # a known field, under its label
+    assert lines[-3:] == ["  other fields", "  note                 added later",
+                          "Final: enqueued again under this id, the job is not sent again."]
 
     code, out, _ = run(capsys, "jobs", "show", "order-7", "--json")
     doc = json.loads(out)
     assert code == 0 and doc.pop("updated_at") > 0
     assert doc == {"PartitionKey": "job", "RowKey": "order-7", "status": "sent",
                    "sid": "SM" + "1" * 32, "twilio_status": "delivered", "attempts": 1,
-                   "last_error": "", "claim_id": "c-9"}
+                   "last_error": "", "claim_id": "c-9", "note": "added later"}
 
     code, out, err = run(capsys, "jobs", "show", "order-8")
     assert (code, out) == (3, "")

@@ -26,3 +26,22 @@ def test_reliability_run() -> None:
     assert table["always failing / in -poison with last error"] == "2 / 2"
     assert table["signature attacks tried / refused"] == "8 / 8"
     assert table["faults injected (429, 5xx, timeout, reset, capacity)"] >= 20
+
+
+def test_fault_suite() -> None:
+    """bench/faults.py at CI scale: storage and Twilio paused, restarted, slow, losing
+    requests and answers, the app killed mid-burst. No job lost, stuck or sent twice."""
+    res = subprocess.run([sys.executable, "-m", "bench.faults", "--quick", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    results = {r["scenario"]: r for r in report["results"]}
+    assert report["ok"] is True
+    assert len(results) == 11
+    for name, r in results.items():
+        assert (r["lost"], r["stuck"], r["duplicates"]) == (0, 0, 0), (name, r["notes"])
+        assert r["sent_once"] == r["jobs"], (name, r["notes"])
+    # The faults met the jobs: answers lost at Twilio were found there, not sent again.
+    for name in ("twilio-answers-lost", "twilio-slow"):
+        assert results[name]["checked"] >= 1 and results[name]["faults"] >= 1, name
+    assert results["storage-answers-lost"]["faults"] >= 5

@@ -14,22 +14,59 @@ from tests.doubles import TwilioDouble
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, FROM
 
 TO = "+15551234567"
+MG = "MG" + "0123456789abcdef" * 2
+HX = "HX" + "0123456789abcdef" * 2
+WA_FROM = "whatsapp:+15005550006"
+CB = "https://cb.example/s"
+SAY = ('<?xml version="1.0" encoding="UTF-8"?><Response><Say language="en-US" '
+       'voice="Polly.Joanna">This is a reminder.</Say></Response>')
 JOBS = [
-    Job("sms", TO, body="Your table is ready.", status_callback="https://cb.example/s"),
+    Job("sms", TO, body="Your table is ready.", status_callback=CB),
     Job("call", TO, say="This is a reminder.", voice="Polly.Joanna", language="en-US"),
     Job("call", TO, twiml="<Response><Play>https://a.example/r.mp3</Play></Response>"),
-    Job("call", TO, url="https://a.example/twiml", status_callback="https://cb.example/s"),
+    Job("call", TO, url="https://a.example/twiml", status_callback=CB),
 ]
+# Every new option, with the form Prism must receive (as Twilio's spec names each field).
+OPTIONS: dict[str, tuple[Job, str | None, dict[str, list[str]]]] = {
+    "messaging-service": (
+        Job("sms", TO, body="Sale today", messaging_service_sid=MG, shorten_urls=True,
+            validity_period=600, status_callback=CB), None,
+        {"To": [TO], "MessagingServiceSid": [MG], "Body": ["Sale today"],
+         "ShortenUrls": ["true"], "ValidityPeriod": ["600"], "StatusCallback": [CB]}),
+    "scheduled": (
+        Job("sms", TO, body="Reminder", messaging_service_sid=MG,
+            send_at="2031-03-01T09:00:00+01:00"), FROM,
+        {"To": [TO], "From": [FROM], "MessagingServiceSid": [MG], "Body": ["Reminder"],
+         "ScheduleType": ["fixed"], "SendAt": ["2031-03-01T08:00:00Z"]}),
+    "whatsapp-template": (
+        Job("sms", "whatsapp:" + TO, content_sid=HX, content_variables={"1": "Ada"}),
+        WA_FROM,
+        {"To": ["whatsapp:" + TO], "From": [WA_FROM], "ContentSid": [HX],
+         "ContentVariables": ['{"1":"Ada"}']}),
+    "whatsapp-text": (
+        Job("sms", "whatsapp:" + TO, body="Your order shipped."), WA_FROM,
+        {"To": ["whatsapp:" + TO], "From": [WA_FROM], "Body": ["Your order shipped."]}),
+    "call-amd": (
+        Job("call", TO, say="This is a reminder.", voice="Polly.Joanna", language="en-US",
+            machine_detection="DetectMessageEnd", machine_detection_timeout=30,
+            async_amd=True, async_amd_status_callback=CB, timeout=25, time_limit=600,
+            record=True, status_callback=CB, send_digits="ww1234#", caller_id=FROM), FROM,
+        {"To": [TO], "From": [FROM], "Twiml": [SAY], "StatusCallback": [CB],
+         "MachineDetection": ["DetectMessageEnd"], "MachineDetectionTimeout": ["30"],
+         "AsyncAmd": ["true"], "AsyncAmdStatusCallback": [CB], "Timeout": ["25"],
+         "TimeLimit": ["600"], "Record": ["true"], "RecordingStatusCallback": [CB],
+         "SendDigits": ["ww1234#"], "CallerId": [FROM]}),
+}
 
 
 def api(base_url: str) -> TwilioApi:
     return TwilioApi(CredentialCache(EnvironmentSource(ACCOUNT_SID, AUTH_TOKEN)), base_url)
 
 
-async def send_all(base_url: str, jobs: list[Job]) -> list[Any]:
+async def send_all(base_url: str, jobs: list[Job], sender: str | None = FROM) -> list[Any]:
     client = api(base_url)
     try:
-        return [await client.send(job, FROM) for job in jobs]
+        return [await client.send(job, sender) for job in jobs]
     finally:
         await client.close()
 
@@ -45,9 +82,26 @@ def test_prism_accepts_each_request(prism_recorder: TwilioDouble, job: Job) -> N
     form = request.form
     assert (form["To"], form["From"]) == ([TO], [FROM])
     if job.say:
-        assert form["Twiml"] == ['<?xml version="1.0" encoding="UTF-8"?><Response><Say '
-                                 'language="en-US" voice="Polly.Joanna">This is a reminder.'
-                                 "</Say></Response>"]
+        assert form["Twiml"] == [SAY]
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_prism_accepts_each_sending_option(prism_recorder: TwilioDouble, name: str) -> None:
+    job, sender, form = OPTIONS[name]
+    [sent] = asyncio.run(send_all(prism_recorder.url, [job], sender))
+    [request] = prism_recorder.creates()
+    assert request.status == 201, request.body  # Prism checked it against Twilio's spec
+    assert request.form == form
+    assert sent.sid.startswith("SM" if job.type == "sms" else "CA")
+
+
+def test_whatsapp_media_url_sent_as_one_field(twilio_double: TwilioDouble) -> None:
+    # Prism refuses any MediaUrl (see below): checked against our own double.
+    job = Job("sms", "whatsapp:" + TO, body="Your label", media_url=("https://a.example/l.pdf",))
+    asyncio.run(send_all(twilio_double.url, [job], WA_FROM))
+    [request] = twilio_double.creates("Messages")
+    assert request.form == {"To": ["whatsapp:" + TO], "From": [WA_FROM], "Body": ["Your label"],
+                            "MediaUrl": ["https://a.example/l.pdf"]}
 
 
 def test_mms_media_urls_sent_as_repeated_fields(twilio_double: TwilioDouble) -> None:

@@ -35,7 +35,7 @@ def test_forward_then_voicemail_on_no_answer_walk() -> None:
     res = twilio.post(VOICE)
     forward = action(res.body, "Redirect", "")
     voicemail = (f"{ORIGIN}/api/twiml/voicemail?Message=Please+leave+a+message."
-                 "&Notify=%2B15551239999&code=k1")
+                 "&Notify=%2B15551239999&Transcribe=false&code=k1")
     assert forward == (f"{ORIGIN}/api/twiml/forward?PhoneNumber=%2B15551230000&Timeout=15&"
                        f"{urlencode([('FailUrl', voicemail)])}&code=k1")
     assert res.body == X("<Say>Thanks for calling Acme.</Say>"
@@ -44,7 +44,28 @@ def test_forward_then_voicemail_on_no_answer_walk() -> None:
     after = twilio.post(action(dial.body, "Dial"), {"DialCallStatus": "no-answer"})
     assert action(after.body, "Redirect", "") == voicemail
     prompt = twilio.post(voicemail)
-    assert "<Say>Please leave a message.</Say><Record" in prompt.body
+    assert prompt.body == X(f'<Say>Please leave a message.</Say><Record action="'
+                            f'{voicemail.replace("&", "&amp;")}" />')
+    recorded = twilio.post(voicemail, {"RecordingUrl": "https://api.twilio.com/r/RE7",
+                                       "RecordingSid": "RE" + "7" * 32})
+    assert recorded.body == X("<Say>Thanks. Good bye.</Say><Hangup />")
+    assert [json.loads(t)["to"] for t in twilio.queues.texts("twilio-outbound")] == [
+        "+15551239999"]
+
+
+def test_flow_voicemail_transcribes_when_asked() -> None:
+    flow = {"voicemail": {"notify": "+15551239999", "transcribe": True}}
+    twilio = Twilio(CALL_FLOW=json.dumps(flow))
+    voicemail = action(twilio.post(VOICE).body, "Redirect", "")
+    assert voicemail == (f"{ORIGIN}/api/twiml/voicemail?Notify=%2B15551239999&Transcribe=true"
+                         "&code=k1")
+    assert 'transcribe="true"' in twilio.post(voicemail).body
+
+
+def test_blocklist_matches_by_digits() -> None:
+    twilio = Twilio(CALL_FLOW=json.dumps(FLOW))
+    assert twilio.post(VOICE, {"From": "+1 555 000 9999"}).body == X("<Reject />")
+    assert twilio.post(VOICE, {"From": "client:alice"}).body != X("<Reject />")
 
 
 def test_menu_flow_routes_each_option() -> None:
@@ -60,8 +81,10 @@ def test_menu_flow_routes_each_option() -> None:
     assert "<Say voice=\"Polly.Joanna\">Press 1 for sales, 2 for hours.</Say>" in gather.body
     hours = twilio.post(action(twilio.post(menu_url, {"Digits": "2"}).body, "Redirect", ""))
     assert hours.body == X('<Say voice="Polly.Joanna">We are open nine to five.</Say>')
-    sales = twilio.post(action(twilio.post(menu_url, {"Digits": "1"}).body, "Redirect", ""))
-    assert "<Number>+15551230000</Number>" in sales.body
+    sales_url = action(twilio.post(menu_url, {"Digits": "1"}).body, "Redirect", "")
+    sales = twilio.post(sales_url)
+    back = f"{sales_url.replace('&code=k1', '')}&Dial=true&code=k1".replace("&", "&amp;")
+    assert sales.body == X(f'<Dial action="{back}" timeout="20">+15551230000</Dial>')
 
 
 @pytest.mark.parametrize("flow, message", [
@@ -87,14 +110,15 @@ def test_sms_keywords_then_auto_reply_and_inbound_event() -> None:
     res = twilio.post(f"{ORIGIN}/api/sms", sms, {"i-twilio-idempotency-token": "t1"})
     assert res.body == X("<Message>Open 9 to 5.</Message>")
     twilio.post(f"{ORIGIN}/api/sms", sms, {"i-twilio-idempotency-token": "t1"})  # a retry
-    other = twilio.post(f"{ORIGIN}/api/sms", {**sms, "MessageSid": "SM2", "Body": "hello"})
+    other = twilio.post(f"{ORIGIN}/api/sms", {**sms, "MessageSid": "SM" + "2" * 32, "Body": "hello"})
     assert other.body == X("<Message>Thanks for your message. We will get back to you soon."
                            "</Message>")
     events = [json.loads(t) for t in twilio.queues.texts("twilio-inbound")]
-    assert [e["event_id"] for e in events] == ["SM" + "7" * 32, "SM2"]
+    assert [e["event_id"] for e in events] == ["SM" + "7" * 32, "SM" + "2" * 32]
     first = events[0]
     del first["received_at"]
     assert first == {"event_id": "SM" + "7" * 32, "type": "sms.received", "version": 1,
+                     "channel": "mms",
                      "message_sid": "SM" + "7" * 32, "account_sid": "AC" + "1" * 32,
                      "from": CALLER, "to": "+15005550006", "body": "Hours?",
                      "media": [{"url": "https://api.twilio.com/media/ME1",
@@ -108,24 +132,25 @@ def test_bad_keywords_setting() -> None:
 
 def test_status_callback_event_and_job_record() -> None:
     twilio = Twilio()
-    twilio.ledger.rows["order-7"] = {"status": "sent", "sid": "SM9"}
-    form = {"MessageSid": "SM9", "MessageStatus": "undelivered", "ErrorCode": "30003",
+    twilio.ledger.rows["order-7"] = {"status": "sent", "sid": "SM" + "9" * 32}
+    form = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "undelivered", "ErrorCode": "30003",
             "To": "+15551234567"}
     twilio.post(f"{ORIGIN}/api/status?job=order-7", form)
     [event] = [json.loads(t) for t in twilio.queues.texts("twilio-status")]
     del event["at"]
-    assert event == {"event_id": "SM9:undelivered", "type": "message.status", "version": 1,
-                     "sid": "SM9", "status": "undelivered", "job_id": "order-7",
+    assert event == {"event_id": "SM" + "9" * 32 + ":undelivered", "type": "message.status", "version": 1,
+                     "sid": "SM" + "9" * 32, "status": "undelivered", "job_id": "order-7",
                      "error_code": "30003", "to": "+15551234567", "from": CALLER}
-    assert twilio.ledger.rows["order-7"] == {"status": "sent", "sid": "SM9",
+    assert twilio.ledger.rows["order-7"] == {"status": "sent", "sid": "SM" + "9" * 32,
                                              "twilio_status": "undelivered",
-                                             "twilio_error_code": "30003"}
+                                             "twilio_error_code": "30003",
+                                             "callback_sid": "SM" + "9" * 32}
 
 
 @pytest.mark.parametrize("count", ["\u00b2", "99999999", "-1", "x"])
 def test_odd_num_media_is_not_trusted(count: str) -> None:
     twilio = Twilio()
-    res = twilio.post(f"{ORIGIN}/api/sms", {"MessageSid": "SM1", "Body": "x", "NumMedia": count,
+    res = twilio.post(f"{ORIGIN}/api/sms", {"MessageSid": "SM" + "1" * 32, "Body": "x", "NumMedia": count,
                                              "MediaUrl0": "https://m.example/0"})
     assert res.status == 200
     [event] = [json.loads(t) for t in twilio.queues.texts("twilio-inbound")]
@@ -136,7 +161,6 @@ def test_odd_numbers_in_twimlet_state_are_400s() -> None:
     twilio = Twilio()
     base = "https://func-x.azurewebsites.net/api/twiml/"
     assert twilio.post(base + "forward?PhoneNumber=%2B15550000001&Timeout=%C2%B2").status == 400
-    res = twilio.post(base + "findme?PhoneNumbers%5B0%5D=%2B15550000001&Dial=true&Index=%C2%B2",
-                      {"DialCallStatus": "busy"})
-    assert (res.status, res.body) == (400, "Index must be a whole number (findme sets it "
-                                           "itself).\n")
+    res = twilio.post(base + "conference?Password=12&PasswordTries=%C2%B2", {"Digits": "1"})
+    assert (res.status, res.body) == (400, "PasswordTries must be a whole number (the twimlet "
+                                           "sets it itself).\n")

@@ -20,6 +20,7 @@ from devhost.settings import DEV_DEFAULTS, LOCAL_CALL_FLOW, ROOT, file_values, l
 from ops import deadletters as dl
 from ops import enqueue, jobs, target, text
 from shared import deadletters
+from shared import jobs as jobs_module
 from shared.settings import Settings
 
 NOW = 1_795_000_000.0
@@ -46,7 +47,7 @@ def test_next_id_of_a_long_key_fits_the_pattern_and_is_stable() -> None:
     assert dl.next_id(key) == first  # the same dead letter, the same new id
     second = dl.next_id(first)
     assert len(second) <= 128 and ID.match(second) and second.endswith(".r2")
-    assert dl.id_pattern().pattern == ID.pattern  # read from the schema, not copied
+    assert all(jobs_module.valid_id(i) for i in (first, second))  # the schema's own rule
 
 
 # -- times -------------------------------------------------------------------------------
@@ -139,19 +140,21 @@ def test_render_shows_known_fields_first_and_new_fields_as_they_are() -> None:
            "twilio_code": 21610, "last_error": "Twilio 21610: unsubscribed",
            "lease_until": NOW - 5, "first_message_id": "q1", "message_id": "q2",
            "updated_at": NOW - 90, "claimed_at": NOW - 100, "claim_id": "c-1",
-           "trace": '[{"step": "reconcile"}]'}
+           "check_since": 0.0, "trace": '[{"step": "reconcile"}]', "paused_until": NOW + 60}
     assert jobs.render("order-7", row, "twiliojobs", "Azurite", NOW) == "\n".join([
         "job order-7  (table twiliojobs, Azurite)",
         "  status               rejected: refused for good; its dead letter is in -rejected",
         "  Twilio refusal code  21610",
         "  attempts             2",
         "  last error           Twilio 21610: unsubscribed",
+        "  claimed              2026-11-18 11:05:00Z (1m ago)",
+        "  claim                c-1",
+        "  check Twilio since   -",
         "  first queue message  q1",
         "  last queue message   q2",
         "  updated              2026-11-18 11:05:10Z (1m ago)",
         "  other fields",
-        "  claim_id             c-1",
-        "  claimed_at           2026-11-18 11:05:00Z (1m ago)",
+        "  paused_until         2026-11-18 11:07:40Z (in 1m)",
         '  trace                [{"step": "reconcile"}]',
         "This id is burned: enqueued again under it, the job is never sent. `python -m ops "
         "deadletters replay --job order-7` sends it again under a new id."])

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -11,6 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from shared.credentials import CredentialsError
 from shared.outbound import OutboundProcessor, QueueItem, retry_delay
+from shared.storage import TransientStorageError
 from shared.twilio_rest import Sent
 from tests.helpers import FROM, FakeSender, MemoryLedger, MemoryQueues, settings
 
@@ -96,24 +98,29 @@ def test_permanent_twilio_errors_are_rejected_with_code(code: int) -> None:
     assert queues.texts(OUTBOUND) == []
 
 
-@pytest.mark.parametrize("error, kind", [
-    (twilio_error(429, 20429), "transient"),
-    (twilio_error(503), "transient"),
-    (twilio_error(401, 20003), "transient"),
-    (TimeoutError(), "transient"),
-    (aiohttp.ServerDisconnectedError(), "transient"),
-    (ConnectionResetError(), "transient"),
-    (CredentialsError("vault throttled", transient=True), "transient"),
-    (twilio_error(400, 30001), "capacity"),
-    (twilio_error(429, 21611), "capacity"),
+@pytest.mark.parametrize("error, kind, delay", [
+    (twilio_error(429, 20429), "transient", 10),
+    (twilio_error(503), "transient", 10),
+    (twilio_error(401, 20003), "transient", 10),
+    (CredentialsError("vault throttled", transient=True), "transient", 10),
+    (aiohttp.ClientConnectorError(SimpleNamespace(  # type: ignore[arg-type]
+        ssl=None, host="api.twilio.com", port=443), OSError(111, "refused")), "transient", 10),
+    # No answer: Twilio may still get the request; the retry looks there, and waits twice
+    # the request timeout first.
+    (TimeoutError(), "transient", 30),
+    (aiohttp.ServerDisconnectedError(), "transient", 30),
+    (ConnectionResetError(), "transient", 30),
+    (twilio_error(400, 30001), "capacity", 60),
+    (twilio_error(429, 21611), "capacity", 60),
 ])
-def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception,
-                                                            kind: str) -> None:
+def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception, kind: str,
+                                                            delay: int) -> None:
     processor, sender, ledger, queues = make(error)
     assert run(processor, json.dumps(SMS)).result == "retry_scheduled"
-    [(copy, delay)] = queues.messages[OUTBOUND]
+    [(copy, scheduled)] = queues.messages[OUTBOUND]
     assert json.loads(copy) == {**SMS, "id": "msg-m-1"}
-    assert delay == retry_delay(kind, 1)
+    assert scheduled == delay
+    assert (delay == retry_delay(kind, 1)) is (ledger.rows["msg-m-1"]["check_since"] == 0.0)
     assert ledger.rows["msg-m-1"]["status"] == "retrying"
     # The copy is delivered and succeeds: one send recorded, under the same key.
     assert run(processor, copy, "m-2").result == "sent"
@@ -139,20 +146,174 @@ def test_growing_delays_then_poison_with_last_error() -> None:
     assert len(sender.calls) == 5
 
 
-def test_busy_claim_is_completed_without_sending() -> None:
-    processor, sender, ledger, _ = make()
-    ledger.rows["j2"] = {"status": "sending", "attempts": 1, "lease_until": 2e9}
-    assert run(processor, json.dumps({**SMS, "id": "j2"})).result == "in_progress"
-    assert sender.calls == []
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_expired_claim_is_reported_not_resent() -> None:
-    processor, sender, ledger, queues = make()
-    ledger.rows["j3"] = {"status": "sending", "attempts": 1, "lease_until": 1.0}
-    assert run(processor, json.dumps({**SMS, "id": "j3"})).result == "rejected"
-    assert json.loads(queues.texts(REJECTED)[0])["kind"] == "outcome_unknown"
-    assert ledger.rows["j3"]["status"] == "unknown"
+def make_clocked(*script: Any) -> tuple[OutboundProcessor, FakeSender, MemoryLedger,
+                                        MemoryQueues, Clock]:
+    clock = Clock()
+    sender, ledger, queues = FakeSender(*script), MemoryLedger(clock), MemoryQueues()
+    return OutboundProcessor(settings(), sender, ledger, queues, clock=clock), sender, \
+        ledger, queues, clock
+
+
+def test_busy_claim_comes_back_after_the_lease_without_sending() -> None:
+    processor, sender, ledger, queues, clock = make_clocked()
+    job = json.dumps({**SMS, "id": "j2"})
+    asyncio.run(ledger.claim("j2", "m-other"))  # another delivery is sending it
+    clock.now += 20
+    assert run(processor, job, "m-1").result == "in_progress"
     assert sender.calls == []
+    # Not completed and forgotten: a copy comes back once the other claim's lease is over.
+    [(copy, delay)] = queues.messages[OUTBOUND]
+    assert (json.loads(copy), delay) == ({**SMS, "id": "j2"}, 40 + 5)
+
+
+def test_a_claimant_that_died_midway_is_checked_at_twilio_then_not_resent() -> None:
+    processor, sender, ledger, queues, clock = make_clocked()
+    asyncio.run(ledger.claim("j3", "m-dead"))
+    claimed_at = clock.now
+    clock.now += 61  # its lease ran out: the process died between Twilio and the ledger
+    sender.find_script = [Sent("SM" + "e" * 32, "sent")]
+    outcome = run(processor, json.dumps({**SMS, "id": "j3"}), "m-2")
+    assert (outcome.result, outcome.sid) == ("sent", "SM" + "e" * 32)
+    assert sender.calls == []
+    assert sender.finds[0][2] == claimed_at  # looked since the dead attempt began
+    row = ledger.rows["j3"]
+    assert (row["status"], row["sid"], row["check_since"]) == ("sent", "SM" + "e" * 32, 0.0)
+    assert row["reconciled"] == "found SM" + "e" * 32 + " at Twilio"
+    assert queues.messages == {}
+
+
+def test_nothing_found_at_twilio_is_sent_and_says_so() -> None:
+    processor, sender, ledger, _, clock = make_clocked()
+    asyncio.run(ledger.claim("j4", "m-dead"))
+    clock.now += 61
+    assert run(processor, json.dumps({**SMS, "id": "j4"}), "m-2").result == "sent"
+    assert len(sender.calls) == 1
+    assert ledger.rows["j4"]["reconciled"] == "nothing found at Twilio; sent again"
+
+
+def test_a_redelivery_of_its_own_message_continues_at_once() -> None:
+    """The claim's insert reached the table, its answer was lost, the function raised: the
+    host delivers the same message again, inside the claim's lease. It must go on (after a
+    look at Twilio), not take its own row for another delivery's."""
+    processor, sender, ledger, queues, clock = make_clocked()
+    asyncio.run(ledger.claim("j5", "m-1"))
+    clock.now += 30  # host.json visibilityTimeout: well inside the 60 s lease
+    outcome = run(processor, json.dumps({**SMS, "id": "j5"}), "m-1", dequeue=2)
+    assert outcome.result == "sent"
+    assert len(sender.finds) == 1 and len(sender.calls) == 1
+    assert ledger.rows["j5"]["status"] == "sent"
+    assert queues.messages == {}
+
+
+def test_a_timeout_after_sending_is_checked_before_the_retry_sends() -> None:
+    processor, sender, ledger, queues, clock = make_clocked(TimeoutError())
+    assert run(processor, json.dumps({**SMS, "id": "j6"}), "m-1").result == "retry_scheduled"
+    row = ledger.rows["j6"]
+    assert (row["status"], row["check_since"], row["ambiguous"]) == (
+        "retrying", clock.now, 1)
+    [(copy, _)] = queues.messages[OUTBOUND]
+    sender.find_script = [Sent("SM" + "f" * 32, "queued")]  # Twilio had accepted it
+    clock.now += 10
+    assert run(processor, copy, "m-2").result == "sent"
+    assert len(sender.calls) == 1  # the first, timed-out request only
+    assert ledger.rows["j6"]["sid"] == "SM" + "f" * 32
+
+
+def test_an_http_error_answer_needs_no_check() -> None:
+    processor, sender, ledger, queues, _ = make_clocked(twilio_error(503))
+    run(processor, json.dumps({**SMS, "id": "j7"}), "m-1")
+    assert ledger.rows["j7"]["check_since"] == 0.0
+    [(copy, _)] = queues.messages[OUTBOUND]
+    assert run(processor, copy, "m-2").result == "sent"
+    assert sender.finds == []
+
+
+def test_a_failed_check_keeps_the_job_pending_and_checks_again() -> None:
+    processor, sender, ledger, queues, clock = make_clocked(TimeoutError())
+    run(processor, json.dumps({**SMS, "id": "j8"}), "m-1")
+    since = ledger.rows["j8"]["check_since"]
+    sender.find_script = [twilio_error(503), None]
+    copy, _ = queues.messages[OUTBOUND][-1]
+    assert run(processor, copy, "m-2").result == "retry_scheduled"
+    assert ledger.rows["j8"]["check_since"] == since
+    assert "could not check at Twilio" in ledger.rows["j8"]["last_error"]
+    copy, _ = queues.messages[OUTBOUND][-1]
+    assert run(processor, copy, "m-3").result == "sent"
+    assert [f[2] for f in sender.finds] == [since, since]
+    assert len(sender.calls) == 1 + 1
+
+
+def test_giving_up_while_a_check_is_pending_is_outcome_unknown() -> None:
+    processor, sender, ledger, queues, _ = make_clocked(*[TimeoutError()] * 5)
+    sender.find_script = [None] * 4
+    text = json.dumps({**SMS, "id": "j9"})
+    for attempt in range(1, 6):
+        outcome = run(processor, text, f"m-{attempt}")
+        if outcome.result == "retry_scheduled":
+            text, _ = queues.messages[OUTBOUND][-1]
+    assert outcome.result == "poisoned"
+    [letter] = [json.loads(t) for t in queues.texts(POISON)]
+    assert letter["kind"] == "outcome_unknown"
+    assert ledger.rows["j9"]["status"] == "unknown"
+    assert ledger.rows["j9"]["ambiguous"] == 5
+
+
+def test_sent_but_not_recorded_is_found_on_the_redelivery() -> None:
+    class FailingLedger(MemoryLedger):
+        fail_next_sent = True
+
+        async def update(self, claim: Any, **fields: Any) -> Any:
+            if fields.get("status") == "sent" and self.fail_next_sent:
+                self.fail_next_sent = False
+                raise TransientStorageError("storage unreachable")
+            return await super().update(claim, **fields)
+
+    clock = Clock()
+    sender, ledger, queues = FakeSender(), FailingLedger(clock), MemoryQueues()
+    processor = OutboundProcessor(settings(), sender, ledger, queues, clock=clock)
+    text = json.dumps({**SMS, "id": "j10"})
+    with pytest.raises(TransientStorageError):
+        run(processor, text, "m-1")
+    assert ledger.rows["j10"]["status"] == "sending"
+    first_sid = f"SM{1:032x}"
+    sender.find_script = [Sent(first_sid, "sent")]
+    assert run(processor, text, "m-1", dequeue=2).result == "sent"
+    assert ledger.rows["j10"]["sid"] == first_sid
+    assert len(sender.calls) == 1
+
+
+def test_the_status_route_sid_settles_a_check_without_a_lookup() -> None:
+    processor, sender, ledger, _, clock = make_clocked(TimeoutError())
+    text = json.dumps({**SMS, "id": "j11"})
+    run(processor, text, "m-1")
+    asyncio.run(ledger.record_status("j11", twilio_status="sent", callback_sid="SM" + "c" * 32))
+    assert run(processor, text, "m-2").result == "sent"
+    assert (ledger.rows["j11"]["sid"], sender.finds) == ("SM" + "c" * 32, [])
+
+
+def test_an_attempt_that_outlives_its_lease_leaves_the_row_to_its_successor() -> None:
+    clock = Clock()
+    ledger = MemoryLedger(clock)
+
+    class SlowSender(FakeSender):
+        async def send(self, job: Any, from_number: str) -> Sent:
+            clock.now += 61
+            await ledger.claim("j12", "m-other")  # the lease ran out: another took over
+            return await super().send(job, from_number)
+
+    processor = OutboundProcessor(settings(), SlowSender(), ledger, MemoryQueues(),
+                                  clock=clock)
+    assert run(processor, json.dumps({**SMS, "id": "j12"}), "m-1").result == "in_progress"
+    assert ledger.rows["j12"]["message_id"] == "m-other"
+    assert ledger.rows["j12"]["status"] == "sending"
 
 
 def test_unexpected_error_releases_the_claim_and_raises() -> None:

@@ -1,0 +1,289 @@
+"""Twimlet drop-ins, part 2: forward, voicemail and menu, stage by stage, as whole
+documents. Labels ([FORWARD-1-1] ...) name the twimlets.com cases recorded in
+twilio-labs/function-templates; "original:" gives the original's answer where ours differs
+on purpose (see the README's deliberate differences)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_twimlets import CALLER, EMPTY, LINE, Twilio, X, action, amp, bad, ok, url
+
+FAIL = "https://example.com/please-try-later"
+
+# -- forward ----------------------------------------------------------------------------------
+
+
+def dial_forward(params: list[tuple[str, str]], attrs: str = 'timeout="20"',
+                 number: str = "415-555-1212") -> str:
+    back = url("forward", params + [("Dial", "true")])
+    return X(f'<Dial action="{amp(back)}" {attrs}>{number}</Dial>')
+
+
+@pytest.mark.parametrize("params, attrs", [
+    # [FORWARD-1-1] original: <Dial action="/forward?Dial=true" timeout="20">415-555-1212</Dial>
+    ([("PhoneNumber", "415-555-1212")], 'timeout="20"'),
+    # [FORWARD-1-2] original: action="/forward?Dial=true&amp;FailUrl=https%3A..."
+    ([("PhoneNumber", "415-555-1212"), ("FailUrl", FAIL)], 'timeout="20"'),
+    # [FORWARD-1-7]
+    ([("PhoneNumber", "415-555-1212"), ("Timeout", "42"), ("CallerId", "510-555-1212")],
+     'callerId="510-555-1212" timeout="42"'),
+    # Timeout=0 or empty: the default, as the original's PHP truthiness gave.
+    ([("PhoneNumber", "415-555-1212"), ("Timeout", "0")], 'timeout="20"'),
+    ([("PhoneNumber", "415-555-1212"), ("Timeout", "")], 'timeout="20"'),
+])
+def test_forward_dials(params: list[tuple[str, str]], attrs: str) -> None:
+    assert ok(Twilio().post(url("forward", params))) == dial_forward(params, attrs)
+
+
+@pytest.mark.parametrize("allowed, caller, called", [
+    ("+1 (555) 111-2222", CALLER, LINE),  # [FORWARD-1-3]: digits only
+    ("555-111-2222", CALLER, LINE),  # national form (original: matched only in API 2008-08-01)
+    ("15551112222", CALLER, LINE),
+    ("+15005550006", CALLER, LINE),  # [FORWARD-1-6]: the number called is on the list
+    ("+1 555 111 2222", "15551112222", LINE),
+    ("1-555-111-2222", "5551112222", "5005550006"),  # [FORWARD-1-5]: API 2008-08-01 numbers
+])
+def test_forward_allowed_callers_match_by_digits(allowed: str, caller: str,
+                                                 called: str) -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[]", "+15550000000"),
+              ("AllowedCallers[]", allowed)]
+    res = Twilio().post(url("forward", params), {"From": caller, "To": called})
+    assert ok(res) == dial_forward(params)
+
+
+def test_forward_reads_the_2008_api_caller_and_called_fields() -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[]", CALLER)]
+    old_api = {"CallSid": "CA" + "1" * 32, "Caller": CALLER, "Called": LINE, "ApiVersion": "2008-08-01"}
+    res = Twilio().post(url("forward", params), call=old_api)
+    assert ok(res) == dial_forward(params)
+
+
+@pytest.mark.parametrize("form", [
+    {"From": "+15550000001"},  # [FORWARD-1-4]
+    {"From": "+44 555 111 2222"},  # the same national digits, another country
+    # A Voice SDK client chooses To itself (original: allowed it when To was on the list).
+    {"From": "client:alice", "To": "+15005550006"},
+])
+def test_forward_restricted_caller_hears_the_originals_message(form: dict[str, str]) -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[0]", "+15005550006"),
+              ("AllowedCallers[1]", "+15551112222")]
+    res = Twilio().post(url("forward", params), {**form, "To": form.get("To", "+15009990000")})
+    assert ok(res) == X("<Say>Sorry, you are calling from a restricted number. Good bye.</Say>")
+
+
+def test_forward_plain_allowed_callers_is_not_a_list_as_on_twimlets() -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers", "+15550000000")]
+    assert ok(Twilio().post(url("forward", params))) == dial_forward(params)
+
+
+@pytest.mark.parametrize("form, expected", [
+    ({"DialCallStatus": "completed"}, "<Hangup />"),  # [FORWARD-2-1]
+    ({"DialStatus": "answered"}, "<Hangup />"),  # [FORWARD-2-2] (API 2008-08-01)
+    ({"DialCallStatus": "no-answer"}, f"<Redirect>{FAIL}</Redirect>"),  # [FORWARD-2-4]
+    ({"DialCallStatus": "busy"}, f"<Redirect>{FAIL}</Redirect>"),
+    ({"DialCallStatus": "failed"}, f"<Redirect>{FAIL}</Redirect>"),
+])
+def test_forward_back_from_the_dial(form: dict[str, str], expected: str) -> None:
+    # original for [FORWARD-2-4]: HTTP 302, Location: the FailUrl
+    params = [("PhoneNumber", "415-555-1212"), ("FailUrl", FAIL), ("Dial", "true")]
+    res = Twilio().post(url("forward", params), form)
+    assert ok(res) == X(expected)
+
+
+def test_forward_back_from_the_dial_without_fail_url_hangs_up() -> None:  # [FORWARD-2-3]
+    res = Twilio().post(url("forward", [("PhoneNumber", "1"), ("Dial", "true")]),
+                        {"DialCallStatus": "no-answer"})
+    assert ok(res) == X("<Hangup />")
+
+
+def test_forward_dial_flag_without_a_status_dials_again_as_the_original() -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("Dial", "true")]
+    res = Twilio().post(url("forward", params))
+    back = url("forward", params)
+    assert ok(res) == X(f'<Dial action="{amp(back)}" timeout="20">415-555-1212</Dial>')
+
+
+def test_forward_walk_keeps_origin_and_code() -> None:
+    twilio = Twilio()
+    first = url("forward", [("PhoneNumber", "+15553334444"), ("FailUrl", FAIL)])
+    back = action(ok(twilio.post(first)), "Dial")
+    assert back == url("forward", [("PhoneNumber", "+15553334444"), ("FailUrl", FAIL),
+                                   ("Dial", "true")])
+    assert ok(twilio.post(back, {"DialCallStatus": "no-answer"})) == X(
+        f"<Redirect>{FAIL}</Redirect>")
+
+
+@pytest.mark.parametrize("params, error", [
+    ([], "PhoneNumber is required: the number to forward the call to."),
+    ([("PhoneNumber", "sip:alice@example.com")],
+     "PhoneNumber must be a phone number: E.164 like +14155550122, or a US/Canada number like "
+     "(415) 555-0122; got 'sip:alice@example.com'."),
+    ([("PhoneNumber", "+15553334444"), ("AllowedCallers[]", "abc")],
+     "AllowedCallers[] must be a phone number: E.164 like +14155550122, or a US/Canada "
+     "number like (415) 555-0122; got 'abc'."),
+    ([("PhoneNumber", "+15553334444"), ("Timeout", "\u00b2")],
+     "Timeout must be a whole number of seconds."),
+])
+def test_forward_errors_name_the_parameter(params: list[tuple[str, str]], error: str) -> None:
+    assert bad(Twilio().post(url("forward", params))) == error
+
+
+# -- voicemail --------------------------------------------------------------------------------
+
+NOTIFY = "+15559990000"
+REC = {"RecordingUrl": "https://api.twilio.com/r/RE1", "RecordingSid": "RE" + "1" * 32}
+
+
+@pytest.mark.parametrize("params, prompt", [
+    ([], "<Say>Please leave a message after the beep.</Say>"),  # [VOICEMAIL-1-1]
+    ([("Message", "Custom message")], "<Say>Custom message</Say>"),  # [VOICEMAIL-1-2]
+    ([("Message", "https://example.com/recorded-message.mp3")],  # [VOICEMAIL-1-3]
+     "<Play>https://example.com/recorded-message.mp3</Play>"),
+    ([("Message", " ")], "<Say>Please leave a message after the beep.</Say>"),
+])
+def test_voicemail_prompt_without_transcription(params: list[tuple[str, str]],
+                                                prompt: str) -> None:
+    here = url("voicemail", [("Notify", NOTIFY)] + params + [("Transcribe", "false")])
+    # original: <Record/> (Twilio posts the recording back to this URL by default)
+    assert ok(Twilio().post(here)) == X(f'{prompt}<Record action="{amp(here)}" />')
+
+
+def test_voicemail_transcribes_unless_told_not_to() -> None:  # [VOICEMAIL-1-4]
+    here = url("voicemail", [("Notify", NOTIFY)])
+    # original: <Record transcribe="true" transcribeCallback="http://twimlets.com/voicemail?
+    # Email=you@example.com"/>
+    assert ok(Twilio().post(here)) == X(
+        "<Say>Please leave a message after the beep.</Say>"
+        f'<Record action="{amp(here)}" transcribe="true" transcribeCallback="{amp(here)}" />')
+    also = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "TRUE")])
+    assert 'transcribe="true"' in ok(Twilio().post(also))
+
+
+def test_voicemail_recording_without_transcription_notifies_once() -> None:
+    # [VOICEMAIL-2-1]; the original e-mailed "You have a new voicemail from (555) 111-2222 ...
+    # Click this link to listen to the message: <RecordingUrl>.mp3"
+    twilio = Twilio()
+    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")])
+    headers = {"i-twilio-idempotency-token": "idem-1"}
+    assert ok(twilio.post(here, REC, headers)) == X("<Say>Thanks. Good bye.</Say><Hangup />")
+    twilio.post(here, REC, headers)  # Twilio's retry
+    twilio.post(here, REC, {"i-twilio-idempotency-token": "idem-2"})  # a replay: same id
+    assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
+                              "body": "New voicemail from (555) 111-2222: "
+                                      "https://api.twilio.com/r/RE1.mp3"}] * 2
+    # (the jobs ledger sends one SMS per id; the second enqueue is the replay's)
+
+
+def test_voicemail_with_transcription_waits_for_the_text() -> None:
+    twilio = Twilio()
+    here = url("voicemail", [("Notify", "(555) 999-0000")])
+    assert ok(twilio.post(here, REC)) == X(  # [VOICEMAIL-2-2]
+        "<Say>Thanks. Good bye.</Say><Hangup />")
+    assert twilio.jobs() == []
+    # [VOICEMAIL-3-1] original: an empty 200 and an e-mail with the text
+    done = twilio.post(here, {**REC, "TranscriptionStatus": "completed",
+                              "TranscriptionText": "Call me back."})
+    assert ok(done) == EMPTY
+    assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
+                              "body": "New voicemail from (555) 111-2222: "
+                                      "https://api.twilio.com/r/RE1.mp3\nCall me back."}]
+
+
+def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOICEMAIL-3-2]
+    twilio = Twilio()
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY)]),
+                      {**REC, "TranscriptionStatus": "failed", "From": "+447700900123"})
+    assert ok(res) == EMPTY
+    assert [job["body"] for job in twilio.jobs()] == [
+        "New voicemail from +447700900123: https://api.twilio.com/r/RE1.mp3"]
+
+
+def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
+    twilio = Twilio()
+    assert ok(twilio.post(url("voicemail", [("Transcribe", "false")]), REC)) == X(
+        "<Say>Thanks. Good bye.</Say><Hangup />")
+    assert twilio.jobs() == []
+
+
+@pytest.mark.parametrize("recording", ["https://evil.example/RE1", "http://api.twilio.com/r/RE1",
+                                       "https://api.twilio.com.evil.example/RE1"])
+def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
+    twilio = Twilio()
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
+                      {**REC, "RecordingUrl": recording})
+    assert bad(res) == "RecordingUrl is not a Twilio recording URL."
+    assert twilio.jobs() == []
+
+
+@pytest.mark.parametrize("notify", ["abc", "+1555", "555-1234", "client:alice"])
+def test_voicemail_notify_must_be_a_phone_number(notify: str) -> None:
+    assert bad(Twilio().post(url("voicemail", [("Notify", notify)]))).startswith(
+        "Notify must be a phone number: E.164 like +14155550122, or a US/Canada number like "
+        f"(415) 555-0122; got {notify!r}.")
+
+
+# -- menu -------------------------------------------------------------------------------------
+
+def menu_doc(here: str, gather_body: str, digits: int = 1, before: str = "") -> str:
+    # original: <Gather numDigits="n"> ... </Gather><Redirect/> (both to this URL)
+    gather = (f'<Gather action="{amp(here)}" numDigits="{digits}">{gather_body}</Gather>'
+              if gather_body else f'<Gather action="{amp(here)}" numDigits="{digits}" />')
+    return X(f"{before}{gather}<Redirect>{amp(here)}</Redirect>")
+
+
+@pytest.mark.parametrize("message, gather_body", [
+    ("https://example.com/recorded-message.mp3",  # [SIMPLE-MENU-1-1]
+     "<Play>https://example.com/recorded-message.mp3</Play>"),
+    ("Text message", "<Say>Text message</Say>"),  # [SIMPLE-MENU-1-2]
+    ("", ""),
+])
+def test_menu_asks(message: str, gather_body: str) -> None:
+    here = url("menu", [("Message", message), ("Options[1]", "https://example.com/1")])
+    assert ok(Twilio().post(here)) == menu_doc(here, gather_body)
+
+
+def test_menu_waits_for_the_longest_option() -> None:  # [SIMPLE-MENU-1-3]
+    here = url("menu", [("Message", "Text message"), ("Options[1]", "https://example.com/1"),
+                        ("Options[12345]", "https://example.com/12345")])
+    assert ok(Twilio().post(here)) == menu_doc(here, "<Say>Text message</Say>", digits=5)
+
+
+def test_menu_option_pressed_goes_to_its_url() -> None:  # [SIMPLE-MENU-2-1]
+    here = url("menu", [("Options[1]", "https://example.com/1"),
+                        ("Options[12345]", "https://example.com/12345")])
+    # original: HTTP 302, Location: https://example.com/12345
+    assert ok(Twilio().post(here, {"Digits": "12345"})) == X(
+        "<Redirect>https://example.com/12345</Redirect>")
+
+
+def test_menu_wrong_digits_say_so_and_ask_again() -> None:  # [SIMPLE-MENU-2-2]
+    here = url("menu", [("Options[1]", "https://example.com/1")])
+    assert ok(Twilio().post(here, {"Digits": "9"})) == menu_doc(
+        here, "", before="<Say>I'm sorry, that wasn't a valid option.</Say>")
+    custom = url("menu", [("Options[1]", "https://example.com/1"), ("ErrorMessage", "Nope."),
+                          ("Message", "Press 1")])
+    assert ok(Twilio().post(custom, {"Digits": "9"})) == menu_doc(
+        custom, "<Say>Press 1</Say>", before="<Say>Nope.</Say>")
+
+
+def test_menu_walk_with_voice() -> None:
+    twilio = Twilio()
+    first = url("menu", [("Message", "Press 2"), ("Options[2]", "https://a.example/2"),
+                         ("Voice", "Polly.Amy")])
+    res = ok(twilio.post(first))
+    assert res == menu_doc(first, '<Say voice="Polly.Amy">Press 2</Say>')
+    assert ok(twilio.post(action(res, "Gather"), {"Digits": "2"})) == X(
+        "<Redirect>https://a.example/2</Redirect>")
+
+
+@pytest.mark.parametrize("params, error", [
+    # original: a menu without options asked for ever
+    ([("Message", "x")], "Options[<digits>]=<url> is required: at least one menu option."),
+    ([("Options[abc]", "https://a.example")],
+     "Options[abc]: a menu option is keyed by the digits a caller presses (0-9, * or #, up to "
+     "10)."),
+])
+def test_menu_errors_name_the_parameter(params: list[tuple[str, str]], error: str) -> None:
+    assert bad(Twilio().post(url("menu", params))) == error
+

@@ -1,0 +1,212 @@
+"""Webhook edges from the security review and the fault runs: each answer is a 4xx, a 503
+in time, or the right TwiML; never a traceback, never a repeated side effect."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from shared import events
+from shared.credentials import CredentialCache, CredentialsError, TwilioCredentials
+from shared.storage import MAX_MESSAGE_BYTES, queue_bytes
+from shared.webhooks import WebhookRequest, Webhooks
+from tests.helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    MemoryLedger,
+    MemoryQueues,
+    settings,
+    sign,
+)
+
+BASE = "https://func-x.azurewebsites.net/api/"
+SMS = {"MessageSid": "SM" + "5" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551234567",
+       "To": "+15005550006", "Body": "hello"}
+
+
+class Source:
+    """A credential source whose reads can fail, counted."""
+
+    description = "test"
+
+    def __init__(self) -> None:
+        self.fetches = 0
+        self.error: Exception | None = None
+
+    def fetch(self) -> TwilioCredentials:
+        self.fetches += 1
+        if self.error:
+            raise self.error
+        return TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN)
+
+
+def hooks(queues: Any = None, ledger: Any = None, source: Any = None,
+          **overrides: str) -> Webhooks:
+    return Webhooks(settings(WEBHOOK_BASE_URL="https://func-x.azurewebsites.net", **overrides),
+                    CredentialCache(source or Source(), min_refresh_seconds=10),
+                    ledger or MemoryLedger(), queues or MemoryQueues())
+
+
+def post(route: str, form: dict[str, str], *, query: str = "", token: str = AUTH_TOKEN,
+         headers: dict[str, str] | None = None) -> WebhookRequest:
+    url = BASE + route + (f"?{query}" if query else "")
+    return WebhookRequest("POST", url, {"content-type": "application/x-www-form-urlencoded",
+                                        "x-twilio-signature": sign(url, form, token),
+                                        **(headers or {})}, urlencode(form).encode())
+
+
+def handle(hook: Webhooks, route: str, request: WebhookRequest) -> Any:
+    return asyncio.run(hook.handle(route, request))
+
+
+# -- issue 12: a time budget, and the status route ------------------------------------------
+
+class HangingQueues(MemoryQueues):
+    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str:
+        await asyncio.sleep(3600)  # storage that never answers
+        raise AssertionError
+
+
+def test_a_side_effect_that_cannot_be_written_in_time_is_a_fast_503(caplog: Any) -> None:
+    hook = hooks(queues=HangingQueues(), WEBHOOK_BUDGET_SECONDS="1")
+    started = time.monotonic()
+    res = handle(hook, "sms", post("sms", SMS))
+    assert res.status == 503
+    assert time.monotonic() - started < 2.0
+    assert "no answer within 1 s (WEBHOOK_BUDGET_SECONDS); answered 503" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("job", ["a/b", "a#b", "a\x01b", "-leading-dash", "x" * 129, ""])
+def test_status_route_refuses_what_is_not_a_job_id(job: str) -> None:
+    hook = hooks()
+    form = {"MessageSid": "SM" + "6" * 32, "MessageStatus": "delivered"}
+    res = handle(hook, "status", post("status", form, query="job=" + quote(job, safe="")))
+    assert (res.status, res.body) == (400, "Query parameter 'job' is not a job id (see the "
+                                           "job schema's 'id').\n")
+
+
+def test_status_for_an_unknown_job_is_published_and_blocks_nothing() -> None:
+    ledger, queues = MemoryLedger(), MemoryQueues()
+    hook = hooks(queues=queues, ledger=ledger)
+    form = {"MessageSid": "SM" + "6" * 32, "MessageStatus": "delivered"}
+    assert handle(hook, "status", post("status", form, query="job=never-sent")).status == 204
+    assert ledger.rows == {}
+    assert len(queues.texts("twilio-status")) == 1
+    assert asyncio.run(ledger.claim("never-sent", "m1")).state == "claimed"
+
+
+def test_status_callback_is_refused_without_a_sid_or_with_a_forged_status() -> None:
+    hook = hooks()
+    assert handle(hook, "status", post("status", {"MessageStatus": "sent"})).body == (
+        "A status callback needs MessageSid or CallSid.\n")
+    res = handle(hook, "status", post("status", {"MessageSid": "SM" + "6" * 32,
+                                                 "MessageStatus": "deliveredSmsSidSM1"}))
+    assert res.status == 400
+
+
+# -- issue 15 -------------------------------------------------------------------------------
+
+def test_body_sha256_is_a_query_parameter_not_a_substring(caplog: Any) -> None:
+    """`?xbodySHA256=1` on a JSON request used to make the validator raise (a 503)."""
+    body = '{"CallSid": "CA' + "1" * 32 + '"}'
+    for query in ("xbodySHA256=1", "a=bodySHA256=1", "bodySHA256x=1"):
+        url = f"{BASE}voice?{query}"
+        res = handle(hooks(), "voice", WebhookRequest("POST", url, {
+            "content-type": "application/json", "x-twilio-signature": sign(url)},
+            body.encode()))
+        assert (res.status, res.body) == (403, "Invalid X-Twilio-Signature.\n")
+    assert "Traceback" not in caplog.text
+    good = f"{BASE}voice?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}"
+    res = handle(hooks(), "voice", WebhookRequest("POST", good, {
+        "content-type": "application/json", "x-twilio-signature": sign(good)}, body.encode()))
+    assert res.status == 200
+
+
+def test_an_unknown_signature_algorithm_is_refused_without_echoing_it(caplog: Any) -> None:
+    evil = "algorithm=HMAC_EVIL\nforged log line"
+    res = handle(hooks(), "sms", post("sms", SMS, headers={
+        "x-twilio-webhooks-signature-settings": evil}))
+    assert (res.status, res.body) == (403, "Unsupported signature algorithm.\n")
+    assert "HMAC_EVIL" not in caplog.text
+    sha256 = post("sms", SMS, headers={
+        "x-twilio-webhooks-signature-settings": "algorithm=HMAC_SHA256"})
+    assert handle(hooks(), "sms", sha256).status == 403  # signed with SHA1: no match
+
+
+def test_forged_requests_while_the_vault_fails_cost_one_read_per_ten_seconds(
+        caplog: Any) -> None:
+    source = Source()
+    hook = hooks(source=source)
+
+    async def go() -> list[int]:
+        assert (await hook.handle("sms", post("sms", SMS))).status == 200
+        source.error = CredentialsError("Key Vault is unreachable", transient=True)
+        hook.credentials._attempted_at -= 60  # the last read was a minute ago
+        return [(await hook.handle("sms", post("sms", SMS, token="f" * 32))).status
+                for _ in range(20)]
+
+    assert asyncio.run(go()) == [403] * 20
+    assert source.fetches == 2
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "answered 403" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("MessageSid", "SM123"), ("MessageSid", "SM" + "5" * 32 + "NumMedia0"),
+    ("AccountSid", "AC" + "G" * 32), ("CallSid", "SM" + "1" * 32), ("RecordingSid", "x")])
+def test_sid_fields_must_look_like_sids(field: str, value: str) -> None:
+    res = handle(hooks(), "sms", post("sms", {**SMS, field: value}))
+    assert (res.status, res.body) == (400, f"{field} is not a Twilio SID.\n")
+
+
+def test_a_captured_request_replayed_with_a_fresh_token_has_no_second_effect() -> None:
+    """I-Twilio-Idempotency-Token is not signed: a replay can carry any. Side effects are
+    keyed on the MessageSid (shape-checked) instead."""
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    for token in ("t-1", "t-2", "t-3", None):
+        headers = {"i-twilio-idempotency-token": token} if token else {}
+        assert handle(hook, "sms", post("sms", SMS, headers=headers)).status == 200
+    assert len(queues.texts("twilio-inbound")) == 1
+
+
+def test_effect_keys_are_hashed_and_do_not_collide() -> None:
+    ledger, queues = MemoryLedger(), MemoryQueues()
+    hook = hooks(queues=queues, ledger=ledger)
+    form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
+            "RecordingSid": "RE" + "1" * 32}
+    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"  # the token keys it
+    for token in ("tok/1", "tok?1"):
+        request = WebhookRequest(
+            "POST", BASE + url, {"content-type": "application/x-www-form-urlencoded",
+                                 "x-twilio-signature": sign(BASE + url, form),
+                                 "i-twilio-idempotency-token": token}, urlencode(form).encode())
+        handle(hook, "twiml/voicemail", request)
+    assert len(ledger.effects) == 2
+    assert all(len(k) == 64 and set(k) <= set("0123456789abcdef") for k in ledger.effects)
+
+
+def test_events_from_oversized_signed_requests_fit_a_queue_message() -> None:
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    big = {**SMS, "Body": "é" * 20_000, "From": "x" * 25_000, "NumMedia": "2",
+           "MediaUrl0": "https://m.example/" + "a" * 30_000, "MediaUrl1": "https://m/1"}
+    assert handle(hook, "sms", post("sms", big)).status == 200
+    [text] = queues.texts("twilio-inbound")
+    assert queue_bytes(text) <= MAX_MESSAGE_BYTES
+    event = json.loads(text)
+    assert event["message_sid"] == SMS["MessageSid"] and event["media"][1]["url"] == "https://m/1"
+    assert set(event["truncated"]) >= {"body", "from", "media.0.url"}
+
+
+def test_a_small_event_is_left_whole() -> None:
+    event = {"event_id": "x", "body": "hi"}
+    assert events.fit(event) == json.dumps(event)
