@@ -185,9 +185,11 @@ class DevHost:
                         await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                         continue
                     async with asyncio.timeout(30):
+                        # No SDK retries here: this loop backs off itself, and says so.
                         messages = [m async for m in client.receive_messages(
                             messages_per_page=opts.batch_size, max_messages=opts.batch_size,
-                            visibility_timeout=int(self.message_lease_seconds))]
+                            visibility_timeout=int(self.message_lease_seconds),
+                            retry_total=0)]
                 except Exception as exc:  # noqa: BLE001 - storage down: keep polling
                     now = asyncio.get_running_loop().time()
                     if failing_since is None:

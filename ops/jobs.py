@@ -33,6 +33,7 @@ FIELDS = {
     "recording_sid": "recording SID",
     "attempts": "attempts",
     "last_error": "last error",
+    "retry_at": "next attempt",
     "ambiguous": "unclear attempts",
     "reconciled": "checked at Twilio",
     "lease_until": "lease until",
@@ -50,7 +51,8 @@ STATUS_MEANS = {
     "sent": "Twilio accepted it",
     "rejected": "refused for good; its dead letter is in -rejected",
     "failed": "retries ran out; its dead letter is in -poison",
-    "unknown": "a send stopped midway: check the Twilio console; dead letter in -rejected",
+    "unknown": "it may have reached Twilio: check the Twilio console (dead letter "
+               "outcome_unknown)",
 }
 
 

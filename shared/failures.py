@@ -32,6 +32,7 @@ class Failure:
     # Twilio may have acted on the request: no answer came (a timeout, or the connection
     # broke after the request was written). An HTTP error answer means it did not.
     ambiguous: bool = False
+    letter_kind: str = "twilio_permanent"  # the dead letter's kind, when not retryable
 
     @property
     def retryable(self) -> bool:
@@ -43,7 +44,7 @@ def classify(exc: BaseException) -> Failure | None:
     from twilio.base.exceptions import TwilioRestException
 
     if isinstance(exc, JobRejected):
-        return Failure("permanent", str(exc))
+        return Failure("permanent", str(exc), letter_kind="invalid_job")
     if isinstance(exc, TwilioRestException):
         status, code = exc.status, exc.code
         reason = redact(f"Twilio answered HTTP {status}" + (f", error {code}" if code else "")

@@ -114,7 +114,7 @@ def decode_text(raw: bytes | str) -> str:
     return decoded if decoded.lstrip().startswith("{") else raw
 
 
-def parse(raw: bytes | str, *, clock: Callable[[], float] = time.time) -> Job:
+def parse(raw: bytes | str, *, clock: Callable[[], float] | None = time.time) -> Job:
     # Sizes first: nothing larger than a queue message is parsed, let alone validated.
     if len(raw) > MAX_RAW_CHARS:
         raise _too_large(len(raw))
@@ -131,7 +131,10 @@ def parse(raw: bytes | str, *, clock: Callable[[], float] = time.time) -> Job:
     return from_dict(doc, clock=clock)
 
 
-def from_dict(doc: Any, *, clock: Callable[[], float] = time.time) -> Job:
+def from_dict(doc: Any, *, clock: Callable[[], float] | None = time.time) -> Job:
+    """The job in `doc`, validated. With `clock`, a `send_at` is also checked against the
+    window Twilio schedules in (`check_schedule`); the queue path checks that after its
+    claim instead, so that a retry that falls outside it ends its row, not just itself."""
     if not isinstance(doc, dict):
         raise JobRejected(f"a job must be a JSON object, not {type(doc).__name__}")
     if not _fast_validator()(doc):
@@ -139,7 +142,9 @@ def from_dict(doc: Any, *, clock: Callable[[], float] = time.time) -> Job:
     if "twiml" in doc:
         _check_twiml(doc["twiml"])
     if "send_at" in doc:
-        _check_send_at(doc["send_at"], clock())
+        when = _check_send_at_format(doc["send_at"])
+        if clock is not None:
+            _check_window(doc["send_at"], when, clock())
     values: dict[str, Any] = {}
     for name, value in doc.items():
         if name == "version":
@@ -308,11 +313,20 @@ def _instant(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-def _check_send_at(text: str, now: float) -> None:
+def _check_send_at_format(text: str) -> dt.datetime:
     try:
-        when = _instant(text)
+        return _instant(text)
     except ValueError:
         raise JobRejected(f"field 'send_at': {_short(text)} is not a date and time") from None
+
+
+def check_schedule(job: Job, now: float) -> None:
+    """`JobRejected` unless the job's `send_at` (if any) is in the window Twilio takes."""
+    if job.send_at is not None:
+        _check_window(job.send_at, _instant(job.send_at), now)
+
+
+def _check_window(text: str, when: dt.datetime, now: float) -> None:
     ahead = when.timestamp() - now
     if not SEND_AT_MIN_SECONDS <= ahead <= SEND_AT_MAX_SECONDS:
         said = (f"{-ahead / 60:.0f} minute(s) ago" if ahead < 0 else

@@ -90,7 +90,7 @@ class OutboundProcessor:
         """Raises only when the outcome could not be written (storage unreachable): the
         host then delivers the message again, and the ledger row lets it continue."""
         try:
-            job = jobs.parse(item.body, clock=self.clock)
+            job = jobs.parse(item.body, clock=None)  # send_at's window: after the claim
         except JobRejected as exc:
             return await self._reject(item, None, "invalid_job", str(exc))
         key = job.id or f"msg-{item.id}"
@@ -150,6 +150,7 @@ class OutboundProcessor:
             note = "nothing found at Twilio; sent again"
 
         try:
+            jobs.check_schedule(outgoing, self.clock())
             sent = await self.sender.send(outgoing, outgoing.from_)
         except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
             failure = classify(exc)
@@ -181,7 +182,7 @@ class OutboundProcessor:
         if failure.ambiguous:
             since = min(since, claim.claimed_at) if since else claim.claimed_at
         if not failure.retryable:
-            await self._reject(item, key, "twilio_permanent", failure.reason,
+            await self._reject(item, key, failure.letter_kind, failure.reason,
                                failure.twilio_code)
             await self.ledger.update(claim, status="rejected", last_error=failure.reason,
                                      twilio_code=failure.twilio_code, check_since=0.0)

@@ -67,7 +67,6 @@ REQUIRED_IN_AZURE = frozenset(
     {
         "KEY_VAULT_URL",
         "AZURE_CLIENT_ID",
-        "TWILIO_FROM_NUMBER",
         "WEBHOOK_BASE_URL",
         "OUTBOUND_QUEUE_NAME",
         f"{STORAGE_PREFIX}__queueServiceUri",

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import datetime as dt
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -362,3 +363,23 @@ def test_an_id_that_was_refused_is_not_sent_again() -> None:
     assert run(processor, job, "m-2").result == "duplicate"
     assert len(sender.calls) == 1
     assert run(processor, json.dumps({**SMS, "id": "refused-1-again"}), "m-3").result == "sent"
+
+
+def test_a_scheduled_job_whose_retry_falls_outside_the_window_ends_its_row() -> None:
+    """send_at is checked after the claim: a retry copy that comes back less than 15
+    minutes before send_at is rejected, and its row says so (it used to stay `retrying`)."""
+    clock = Clock(now=1_700_000_000.0)
+    sender, ledger, queues = FakeSender(twilio_error(503)), MemoryLedger(clock), MemoryQueues()
+    processor = OutboundProcessor(settings(TWILIO_MESSAGING_SERVICE_SID="MG" + "a" * 32),
+                                  sender, ledger, queues, clock=clock)
+    send_at = dt.datetime.fromtimestamp(clock.now + 16 * 60, dt.UTC).isoformat()
+    job = {**SMS, "id": "remind-1", "send_at": send_at}
+    assert run(processor, json.dumps(job), "m-1").result == "retry_scheduled"
+    copy, delay = queues.messages[OUTBOUND][-1]
+    clock.now += 120  # the retry: 14 minutes before send_at
+    assert run(processor, copy, "m-2").result == "rejected"
+    letter = json.loads(queues.texts(REJECTED)[-1])
+    assert (letter["kind"], letter["job_key"]) == ("invalid_job", "remind-1")
+    assert letter["reason"].startswith("field 'send_at':")
+    assert ledger.rows["remind-1"]["status"] == "rejected"
+    assert len(sender.calls) == 1

@@ -89,3 +89,13 @@ def test_local_settings_example_is_valid_and_names_only_known_settings() -> None
     settings = Settings.from_env(values)
     assert settings.sms_keywords == {"HOURS": "We are open 9 to 5.", "ADDRESS": "1 Main St"}
     assert settings.key_vault_url is None and settings.call_flow is not None
+
+
+def test_every_setting_the_app_reads_is_in_the_readme() -> None:
+    from pathlib import Path
+
+    from shared.settings import SETTING_NAMES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Settings"):readme.index("## Local development")]
+    assert sorted(n for n in SETTING_NAMES if f"`{n}`" not in section) == []
