@@ -146,7 +146,7 @@ def main() -> int:
           "ratio p50 |\n|---|---|---|---|---|---|")
     for name, o50, o99, b50, b99 in webhook_cost(args.requests):
         print(f"| {name} | {o50:.1f} | {o99:.1f} | {b50:.1f} | {b99:.1f} | "
-              f"**{o50 / b50:.3f}** (target <= 1.25) |")
+              f"**{o50 / b50:.3f}** (target <= 1.0) |")
     return 0
 
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,23 +61,65 @@ def job(i: int) -> str:
                        "to": f"+1555{i:07d}", "body": f"reminder {i}"})
 
 
-def runtime_for(env: dict[str, str], secrets: CountingSecrets) -> Any:
+def runtime_for(env: dict[str, str], secrets: CountingSecrets, *, lean: bool = True) -> Any:
+    """The app's runtime; `lean=False`: the table client's own pipeline and one request per
+    ledger write, as before issue 13 (the same run measures both)."""
+    from shared.ledger import TableLedger
     from shared.runtime import Runtime
     from shared.settings import Settings
+    from shared.storage import Storage
 
     settings = Settings.from_env({**env, "KEY_VAULT_URL": "https://bench.vault.azure.net"})
-    return Runtime.build(settings, secret_client_factory=lambda: secrets)
+    storage = Storage(settings.storage, trim_pipeline=lean)
+    ledger = TableLedger(lambda: storage.table(settings.jobs_table_name),
+                         **({} if lean else {"coalesce_seconds": None}))
+    rt = Runtime.build(settings, secret_client_factory=lambda: secrets, ledger=ledger,
+                       queues=storage)
+    rt.bench_storage = storage  # closed with the runtime below
+    return rt
 
 
-async def in_process(env: dict[str, str], n: int, concurrency: int) -> dict[str, float]:
+# What each stage of the queue path is, by the functions that do it (cProfile cumulative
+# CPU; coroutine time counts only while it runs, so waiting costs nothing).
+STAGES = {
+    "parse and validate": [("shared/jobs.py", "parse"), ("shared/jobs.py", "prepare")],
+    "ledger claim": [("shared/ledger.py", "claim")],
+    "send (twilio-python + aiohttp)": [("shared/twilio_rest.py", "send")],
+    "ledger record": [("shared/ledger.py", "update")],
+    "re-queue / dead letters": [("shared/storage.py", "put")],
+    "coalesced table writes": [("shared/ledger.py", "_flush")],
+}
+
+
+def stage_split(stats: Any, total: float) -> dict[str, float]:
+    """Each stage's share of the profiled CPU; what no stage holds is the event loop,
+    aiohttp's response parsing and the trigger's glue."""
+    shares: dict[str, float] = {}
+    for stage, functions in STAGES.items():
+        seconds = sum(row[3] for (path, _, name), row in stats.stats.items()
+                      if any(path.endswith(f) and name == n for f, n in functions))
+        shares[stage] = seconds / total
+    # Coalesced writes carry both: in this run every job makes one claim and one record.
+    both = shares.pop("coalesced table writes")
+    shares["ledger claim"] += both / 2
+    shares["ledger record"] += both / 2
+    shares["other (event loop, I/O callbacks, trigger)"] = max(0.0, 1 - sum(shares.values()))
+    return shares
+
+
+async def in_process(env: dict[str, str], n: int, concurrency: int, *, lean: bool = True,
+                     profile: bool = False) -> dict[str, Any]:
     """The queue function called as the host would, `concurrency` at a time."""
+    import cProfile
+    import pstats
+
     from azure.functions.queue import QueueMessage
 
     from shared import runtime
     from tests.helpers import trigger
 
     secrets = CountingSecrets()
-    rt = runtime_for(env, secrets)
+    rt = runtime_for(env, secrets, lean=lean)
     runtime.use(rt)
     fn = trigger("outbound")
     messages = [QueueMessage(id=f"m{i}", body=job(i).encode(), dequeue_count=1)
@@ -88,13 +131,22 @@ async def in_process(env: dict[str, str], n: int, concurrency: int) -> dict[str,
         async with sem:
             await fn(m)
 
+    profiler = cProfile.Profile(time.process_time) if profile else None
     cpu, t = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
     await asyncio.gather(*(one(m) for m in messages))
+    if profiler:
+        profiler.disable()
     elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
     opened = rt.twilio.http_client.connections_opened
     await runtime.shutdown()
-    return {"jobs_per_s": n / elapsed, "cpu_ms_per_job": cpu * 1000 / n,
-            "vault_reads": secrets.reads, "connections": opened}
+    await rt.bench_storage.close()
+    result: dict[str, Any] = {"jobs_per_s": n / elapsed, "cpu_ms_per_job": cpu * 1000 / n,
+                              "vault_reads": secrets.reads, "connections": opened}
+    if profiler:
+        result["stages"] = stage_split(pstats.Stats(profiler), cpu)
+    return result
 
 
 async def async_send_only(url: str, n: int, concurrency: int) -> float:
@@ -149,7 +201,8 @@ async def end_to_end(env: dict[str, str], n: int, url: str) -> float:
     from devhost.host import DevHost
     from shared import runtime
 
-    runtime.use(runtime_for(env, CountingSecrets()))
+    rt = runtime_for(env, CountingSecrets())
+    runtime.use(rt)
     q = QueueClient.from_connection_string(env["AzureWebJobsStorage"],
                                            env["OUTBOUND_QUEUE_NAME"])
     async with q:
@@ -165,6 +218,7 @@ async def end_to_end(env: dict[str, str], n: int, url: str) -> float:
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t
     await dev.stop()
+    await rt.bench_storage.close()
     return n / elapsed
 
 
@@ -172,6 +226,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved runs of each ledger configuration (median shown)")
     args = parser.parse_args()
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
     concurrency = queues["batchSize"] + queues["newBatchThreshold"]
@@ -195,15 +251,33 @@ def main() -> int:
         c0 = stats(url)["connections"]
         pids = {"app": os.getpid(), "Azurite": azurite.proc.pid,  # type: ignore[union-attr]
                 "Twilio double": double.pid}
-        before, t0 = {k: cpu_seconds(p) for k, p in pids.items()}, time.perf_counter()
-        r = asyncio.run(in_process(env, args.jobs, concurrency))
-        wall = time.perf_counter() - t0
-        busy = {k: (cpu_seconds(p) - before[k]) / wall for k, p in pids.items()}
-        rows.append(("queue function + ledger on Azurite + vault (in-process)",
-                     r["jobs_per_s"], f"CPU {r['cpu_ms_per_job']:.2f} ms/job; vault reads "
-                     f"{r['vault_reads']} (2 secrets); connections opened "
-                     f"{r['connections']} (double saw {stats(url)['connections'] - c0}); cores "
-                     "busy: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())))
+        # Before and after issue 13 side by side, interleaved, so noise hits both.
+        runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        busy: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for lean in (False, True):
+                before, t0 = {k: cpu_seconds(p) for k, p in pids.items()}, time.perf_counter()
+                runs[lean].append(asyncio.run(in_process(env, args.jobs, concurrency,
+                                                         lean=lean)))
+                wall = time.perf_counter() - t0
+                if lean:
+                    busy = {k: (cpu_seconds(p) - before[k]) / wall for k, p in pids.items()}
+        lean_runs, full_runs = runs[True], runs[False]
+        cpu_full = statistics.median(r["cpu_ms_per_job"] for r in full_runs)
+        cpu_lean = statistics.median(r["cpu_ms_per_job"] for r in lean_runs)
+        rate_full = statistics.median(r["jobs_per_s"] for r in full_runs)
+        rate_lean = statistics.median(r["jobs_per_s"] for r in lean_runs)
+        last = lean_runs[-1]
+        rows.append(("queue function + ledger on Azurite + vault (in-process), SDK pipeline, "
+                     "a request per ledger write", rate_full, f"CPU {cpu_full:.2f} ms/job"))
+        rows.append(("queue function + ledger on Azurite + vault (in-process), trimmed "
+                     "pipeline, coalesced ledger writes (the app)", rate_lean,
+                     f"CPU {cpu_lean:.2f} ms/job ({cpu_lean / cpu_full:.2f}x); vault reads "
+                     f"{last['vault_reads']} (2 secrets); connections opened "
+                     f"{last['connections']} (double saw {stats(url)['connections'] - c0}); "
+                     "cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())))
+        profiled = asyncio.run(in_process(env, args.jobs, concurrency, profile=True))
+        split = {k: v * cpu_lean for k, v in profiled["stages"].items()}
         rate = asyncio.run(end_to_end(env, args.jobs, url))
         rows.append(("end to end: Azurite queue -> dev host -> double", rate, ""))
     finally:
@@ -219,6 +293,11 @@ def main() -> int:
     print("| path | jobs/s | x ideal | notes |\n|---|---|---|---|")
     for name, rate, notes in rows:
         print(f"| {name} | {rate:.0f} | {rate / ideal:.2f} | {notes} |")
+    print(f"\nCPU per job by stage (the app's configuration; cProfile shares of one profiled "
+          f"run, applied to the unprofiled median of {cpu_lean:.2f} ms/job):\n")
+    print("| stage | ms/job | share |\n|---|---|---|")
+    for stage, ms in split.items():
+        print(f"| {stage} | {ms:.2f} | {ms / cpu_lean:.0%} |")
     return 0
 
 

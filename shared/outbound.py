@@ -161,8 +161,13 @@ class OutboundProcessor:
                 raise
             return await self._failed(item, job, claim, failure, checked=note is not None)
 
+        record = claim.record or {}
+        # Only what changes: a first attempt's row has no error or check to clear.
         await self.ledger.update(claim, status="sent", sid=sent.sid, twilio_status=sent.status,
-                                 last_error="", check_since=0.0, reconciled=note)
+                                 last_error="" if record.get("last_error") else None,
+                                 check_since=0.0 if claim.check_since or record.get("check_since")
+                                 else None,
+                                 reconciled=note)
         log.info("job %s: sent as %s (message %s, attempt %d)", key, sent.sid, item.id,
                  claim.attempts)
         return Outcome("sent", key, sent.sid)

@@ -7,6 +7,8 @@ may see `http://` and an internal host, so the URL is rebuilt from the public or
 
 from __future__ import annotations
 
+import functools
+import hmac
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,7 +59,18 @@ def is_valid(*, url: str, auth_token: str, signature: str | None,
         return False
     if body is not None and "bodySHA256" not in parse_qs(urlsplit(url).query):
         return False  # a JSON body Twilio signs always carries its hash in the URL
-    validator = RequestValidator(auth_token)
-    params: object = body if body is not None else FormParams(
-        {k: list(v) for k, v in (form or {}).items()})
-    return bool(validator.validate(url, params, signature, algorithm))
+    validator = _validator(auth_token)
+    if body is None:
+        params = FormParams({k: list(v) for k, v in (form or {}).items()})
+        # Twilio signs the URL it requested: try that first. `validate` computes two
+        # signatures (the URL with and without its port); it runs only when this fails.
+        if hmac.compare_digest(validator.compute_signature(url, params, algorithm),
+                               signature):
+            return True
+        return bool(validator.validate(url, params, signature, algorithm))
+    return bool(validator.validate(url, body, signature, algorithm))
+
+
+@functools.lru_cache(maxsize=4)
+def _validator(auth_token: str) -> RequestValidator:
+    return RequestValidator(auth_token)

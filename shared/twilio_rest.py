@@ -8,7 +8,9 @@ seam twilio-python offers for this.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -62,9 +64,17 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             parts = urlsplit(url)
             if parts.hostname and parts.hostname.endswith(".twilio.com"):
                 url = self._base + url[len(f"{parts.scheme}://{parts.netloc}"):]
+        if auth is not None:
+            # aiohttp deprecates its `auth=` argument and `BasicAuth`: send the header
+            # they would have sent (RFC 7617), built once per set of credentials.
+            headers = {**(headers or {}), "Authorization": self._basic(auth[0], auth[1])}
         # aiohttp reads timeout=None as "no timeout": always pass ours.
-        return await super().request(method, url, params, data, headers, auth,
+        return await super().request(method, url, params, data, headers, None,
                                      timeout or self.timeout, allow_redirects)
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - a few credentials per process
+    def _basic(self, user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
     def _new_session(self) -> Any:
         import aiohttp

@@ -578,6 +578,10 @@ def holdmusic(p: Params, links: Links) -> Result:
     return Result(str(response))
 
 
+# Twimlets whose answer depends on the signed URL alone (no caller, digits or call state):
+# the webhook renders each distinct URL once.
+URL_ONLY = frozenset({"echo", "message", "holdmusic"})
+
 TWIMLETS: dict[str, Callable[[Params, Links], Result]] = {
     "echo": echo, "message": message, "forward": forward, "voicemail": voicemail,
     "menu": menu, "whisper": whisper, "simulring": simulring, "findme": findme,

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Twilio's webhook requests are a few KB; anything far larger is not from Twilio.
 MAX_BODY_BYTES = 256 * 1024
+# Distinct URLs whose twimlet answer is kept rendered, per twimlet.
+RENDERED_URLS = 256
 # Twilio's SID fields, checked for shape: side effects are deduplicated on them, and a
 # request re-split under the same signature (the scheme concatenates names and values
 # without separators) cannot keep a SID's shape.
@@ -171,10 +173,17 @@ class Webhooks:
 
     def _twimlet(self, name: str) -> Handler:
         build = twimlets.TWIMLETS[name]
+        rendered: dict[str, twimlets.Result] = {}  # URL -> answer, for URL_ONLY twimlets
 
         async def handler(call: Call) -> WebhookResponse:
-            result = build(Params.from_request(call.query, call.form),
-                           Links(call.public_url))
+            result = rendered.get(call.public_url) if name in twimlets.URL_ONLY else None
+            if result is None:
+                result = build(Params.from_request(call.query, call.form),
+                               Links(call.public_url))
+                if name in twimlets.URL_ONLY and not result.jobs:
+                    if len(rendered) >= RENDERED_URLS:
+                        rendered.pop(next(iter(rendered)))  # the oldest
+                    rendered[call.public_url] = result
             if result.jobs:
                 async def enqueue() -> None:
                     for job in result.jobs:

@@ -144,8 +144,7 @@ class MemoryLedger:
     async def update(self, claim: Claim, **fields: Any) -> Claim:
         if self.rows.get(claim.key, {}).get("claim_id") != claim.claim_id:
             raise ClaimLost(f"job {claim.key}: another delivery took the claim over")
-        return replace(claim, etag=self._write(claim.key, {**fields,
-                                                           "updated_at": self.clock()}))
+        return replace(claim, etag=self._write(claim.key, fields))
 
     async def get(self, key: str) -> dict[str, Any] | None:
         return self.rows.get(key)

@@ -383,3 +383,24 @@ def test_a_scheduled_job_whose_retry_falls_outside_the_window_ends_its_row() -> 
     assert letter["reason"].startswith("field 'send_at':")
     assert ledger.rows["remind-1"]["status"] == "rejected"
     assert len(sender.calls) == 1
+
+
+def test_leases_and_timeouts_keep_their_order() -> None:
+    """The relations the exactly-once design rests on (README: leases and visibility): a
+    claim outlasts an attempt, an attempt holds a Twilio request and a look-up, a host
+    invocation outlasts an attempt, and a timed-out request has landed before it is looked
+    up."""
+    import json as _json
+    from pathlib import Path
+
+    from devhost.host import DevHost, _timespan
+    from shared.ledger import ATTEMPT_SECONDS, LEASE_SECONDS
+    from shared.outbound import SETTLE_SECONDS
+    from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS
+
+    host = _json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+    assert ATTEMPT_SECONDS < LEASE_SECONDS
+    assert 2 * REQUEST_TIMEOUT_SECONDS <= ATTEMPT_SECONDS
+    assert _timespan(host["functionTimeout"], 0) > LEASE_SECONDS
+    assert SETTLE_SECONDS >= 2 * REQUEST_TIMEOUT_SECONDS
+    assert DevHost.__init__.__kwdefaults__["message_lease_seconds"] > LEASE_SECONDS  # type: ignore[index]
