@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient
 
 from devhost import services
@@ -35,6 +36,10 @@ def test_the_poller_resumes_after_storage_comes_back(tmp_path: Path, caplog: Any
 
     async def send(text: str) -> None:
         async with QueueClient.from_connection_string(conn, "outage") as q:
+            try:
+                await q.create_queue()  # the poller may not have made it yet
+            except ResourceExistsError:
+                pass
             await q.send_message(text)
 
     async def go() -> None:
