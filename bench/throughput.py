@@ -61,22 +61,12 @@ def job(i: int) -> str:
                        "to": f"+1555{i:07d}", "body": f"reminder {i}"})
 
 
-def runtime_for(env: dict[str, str], secrets: CountingSecrets, *, lean: bool = True) -> Any:
-    """The app's runtime; `lean=False`: the table client's own pipeline and one request per
-    ledger write, as before issue 13 (the same run measures both)."""
-    from shared.ledger import TableLedger
+def runtime_for(env: dict[str, str], secrets: CountingSecrets) -> Any:
     from shared.runtime import Runtime
     from shared.settings import Settings
-    from shared.storage import Storage
 
     settings = Settings.from_env({**env, "KEY_VAULT_URL": "https://bench.vault.azure.net"})
-    storage = Storage(settings.storage, trim_pipeline=lean)
-    ledger = TableLedger(lambda: storage.table(settings.jobs_table_name),
-                         **({} if lean else {"coalesce_seconds": None}))
-    rt = Runtime.build(settings, secret_client_factory=lambda: secrets, ledger=ledger,
-                       queues=storage)
-    rt.bench_storage = storage  # closed with the runtime below
-    return rt
+    return Runtime.build(settings, secret_client_factory=lambda: secrets)
 
 
 # What each stage of the queue path is, by the functions that do it (cProfile cumulative
@@ -87,7 +77,6 @@ STAGES = {
     "send (twilio-python + aiohttp)": [("shared/twilio_rest.py", "send")],
     "ledger record": [("shared/ledger.py", "update")],
     "re-queue / dead letters": [("shared/storage.py", "put")],
-    "coalesced table writes": [("shared/ledger.py", "_flush")],
 }
 
 
@@ -99,15 +88,11 @@ def stage_split(stats: Any, total: float) -> dict[str, float]:
         seconds = sum(row[3] for (path, _, name), row in stats.stats.items()
                       if any(path.endswith(f) and name == n for f, n in functions))
         shares[stage] = seconds / total
-    # Coalesced writes carry both: in this run every job makes one claim and one record.
-    both = shares.pop("coalesced table writes")
-    shares["ledger claim"] += both / 2
-    shares["ledger record"] += both / 2
     shares["other (event loop, I/O callbacks, trigger)"] = max(0.0, 1 - sum(shares.values()))
     return shares
 
 
-async def in_process(env: dict[str, str], n: int, concurrency: int, *, lean: bool = True,
+async def in_process(env: dict[str, str], n: int, concurrency: int, *,
                      profile: bool = False) -> dict[str, Any]:
     """The queue function called as the host would, `concurrency` at a time."""
     import cProfile
@@ -119,7 +104,7 @@ async def in_process(env: dict[str, str], n: int, concurrency: int, *, lean: boo
     from tests.helpers import trigger
 
     secrets = CountingSecrets()
-    rt = runtime_for(env, secrets, lean=lean)
+    rt = runtime_for(env, secrets)
     runtime.use(rt)
     fn = trigger("outbound")
     messages = [QueueMessage(id=f"m{i}", body=job(i).encode(), dequeue_count=1)
@@ -141,7 +126,6 @@ async def in_process(env: dict[str, str], n: int, concurrency: int, *, lean: boo
     elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
     opened = rt.twilio.http_client.connections_opened
     await runtime.shutdown()
-    await rt.bench_storage.close()
     result: dict[str, Any] = {"jobs_per_s": n / elapsed, "cpu_ms_per_job": cpu * 1000 / n,
                               "vault_reads": secrets.reads, "connections": opened}
     if profiler:
@@ -201,8 +185,7 @@ async def end_to_end(env: dict[str, str], n: int, url: str) -> float:
     from devhost.host import DevHost
     from shared import runtime
 
-    rt = runtime_for(env, CountingSecrets())
-    runtime.use(rt)
+    runtime.use(runtime_for(env, CountingSecrets()))
     q = QueueClient.from_connection_string(env["AzureWebJobsStorage"],
                                            env["OUTBOUND_QUEUE_NAME"])
     async with q:
@@ -218,7 +201,6 @@ async def end_to_end(env: dict[str, str], n: int, url: str) -> float:
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t
     await dev.stop()
-    await rt.bench_storage.close()
     return n / elapsed
 
 
@@ -227,7 +209,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved runs of each ledger configuration (median shown)")
+                        help="runs of the queue path (median shown)")
     args = parser.parse_args()
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
     concurrency = queues["batchSize"] + queues["newBatchThreshold"]
@@ -251,33 +233,22 @@ def main() -> int:
         c0 = stats(url)["connections"]
         pids = {"app": os.getpid(), "Azurite": azurite.proc.pid,  # type: ignore[union-attr]
                 "Twilio double": double.pid}
-        # Before and after issue 13 side by side, interleaved, so noise hits both.
-        runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        busy: dict[str, float] = {}
+        runs, busy = [], {}
         for _ in range(args.rounds):
-            for lean in (False, True):
-                before, t0 = {k: cpu_seconds(p) for k, p in pids.items()}, time.perf_counter()
-                runs[lean].append(asyncio.run(in_process(env, args.jobs, concurrency,
-                                                         lean=lean)))
-                wall = time.perf_counter() - t0
-                if lean:
-                    busy = {k: (cpu_seconds(p) - before[k]) / wall for k, p in pids.items()}
-        lean_runs, full_runs = runs[True], runs[False]
-        cpu_full = statistics.median(r["cpu_ms_per_job"] for r in full_runs)
-        cpu_lean = statistics.median(r["cpu_ms_per_job"] for r in lean_runs)
-        rate_full = statistics.median(r["jobs_per_s"] for r in full_runs)
-        rate_lean = statistics.median(r["jobs_per_s"] for r in lean_runs)
-        last = lean_runs[-1]
-        rows.append(("queue function + ledger on Azurite + vault (in-process), SDK pipeline, "
-                     "a request per ledger write", rate_full, f"CPU {cpu_full:.2f} ms/job"))
-        rows.append(("queue function + ledger on Azurite + vault (in-process), trimmed "
-                     "pipeline, coalesced ledger writes (the app)", rate_lean,
-                     f"CPU {cpu_lean:.2f} ms/job ({cpu_lean / cpu_full:.2f}x); vault reads "
+            before, t0 = {k: cpu_seconds(p) for k, p in pids.items()}, time.perf_counter()
+            runs.append(asyncio.run(in_process(env, args.jobs, concurrency)))
+            wall = time.perf_counter() - t0
+            busy = {k: (cpu_seconds(p) - before[k]) / wall for k, p in pids.items()}
+        cpu_job = statistics.median(r["cpu_ms_per_job"] for r in runs)
+        rate = statistics.median(r["jobs_per_s"] for r in runs)
+        last = runs[-1]
+        rows.append(("queue function + ledger on Azurite + vault (in-process)", rate,
+                     f"CPU {cpu_job:.2f} ms/job (median of {args.rounds}); vault reads "
                      f"{last['vault_reads']} (2 secrets); connections opened "
                      f"{last['connections']} (double saw {stats(url)['connections'] - c0}); "
                      "cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())))
         profiled = asyncio.run(in_process(env, args.jobs, concurrency, profile=True))
-        split = {k: v * cpu_lean for k, v in profiled["stages"].items()}
+        split = {k: v * cpu_job for k, v in profiled["stages"].items()}
         rate = asyncio.run(end_to_end(env, args.jobs, url))
         rows.append(("end to end: Azurite queue -> dev host -> double", rate, ""))
     finally:
@@ -293,11 +264,11 @@ def main() -> int:
     print("| path | jobs/s | x ideal | notes |\n|---|---|---|---|")
     for name, rate, notes in rows:
         print(f"| {name} | {rate:.0f} | {rate / ideal:.2f} | {notes} |")
-    print(f"\nCPU per job by stage (the app's configuration; cProfile shares of one profiled "
-          f"run, applied to the unprofiled median of {cpu_lean:.2f} ms/job):\n")
+    print(f"\nCPU per job by stage (cProfile shares of one profiled run, applied to the "
+          f"unprofiled median of {cpu_job:.2f} ms/job):\n")
     print("| stage | ms/job | share |\n|---|---|---|")
     for stage, ms in split.items():
-        print(f"| {stage} | {ms:.2f} | {ms / cpu_lean:.0%} |")
+        print(f"| {stage} | {ms:.2f} | {ms / cpu_job:.0%} |")
     return 0
 
 

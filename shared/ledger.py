@@ -43,10 +43,6 @@ WEBHOOK_PARTITION = "webhook-effect"
 # never taken over from an attempt that is still running.
 ATTEMPT_SECONDS = 45.0
 LEASE_SECONDS = 60.0
-# Writes to the jobs table that arrive together (in one turn of the event loop, plus this
-# window) go in one transaction (see `_Coalescer`): one request for many jobs. Azurite is
-# slow to answer transactions, so no extra window by default.
-COALESCE_SECONDS = 0.0
 
 # Statuses that end a job key for good: a job enqueued again under such a key is never sent
 # (the dead letter says why); re-sending it takes a new id (README: where every job ends).
@@ -122,109 +118,12 @@ class Ledger(Protocol):
     async def remember_effect(self, name: str) -> None: ...
 
 
-class _Coalescer:
-    """Concurrent single-row writes to the jobs partition, sent as one entity-group
-    transaction: what arrives within `window_seconds` goes in one request (up to 100, the
-    service's limit). Each write keeps its own outcome: when the transaction fails (a row
-    that exists, an ETag that moved, the same row twice), every write in it is done again on
-    its own, and raises exactly what it would have raised alone. The claim and update logic
-    above it is unchanged, and a lost answer to a transaction ends as a lost answer would for
-    each write (its claim id tells)."""
-
-    MAX_OPERATIONS = 100
-
-    def __init__(self, call: Callable[..., Any], window_seconds: float | None) -> None:
-        self._call = call
-        self._window = window_seconds
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._flush_at: asyncio.Handle | None = None
-        self._table: Any = None
-
-    async def submit(self, table: Any, operation: tuple[Any, ...]) -> Any:
-        """The write's metadata (with its `etag`), as `create_entity`/`update_entity`
-        return it."""
-        self._table = table
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        if self._window is None:
-            await self._one(table, operation, done)
-            return await done
-        self._pending.append((operation, done))
-        if len(self._pending) >= self.MAX_OPERATIONS:
-            self._start_flush()
-        elif self._flush_at is None:
-            self._flush_at = loop.call_later(self._window, self._start_flush)
-        return await done
-
-    def _start_flush(self) -> None:
-        if self._flush_at is not None:
-            self._flush_at.cancel()
-            self._flush_at = None
-        batch, self._pending = self._pending[:self.MAX_OPERATIONS], \
-            self._pending[self.MAX_OPERATIONS:]
-        if self._pending:
-            self._flush_at = asyncio.get_running_loop().call_soon(self._start_flush)
-        if batch:
-            asyncio.get_running_loop().create_task(self._flush(batch))
-
-    async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        from azure.core.exceptions import HttpResponseError
-
-        table = self._table
-        if len(batch) > 1:
-            try:
-                results = await self._call("writing jobs", table.submit_transaction,
-                                           [op for op, _ in batch])
-            except HttpResponseError as exc:
-                if exc.status_code not in (400, 404, 409, 412):
-                    for _, done in batch:
-                        _settle(done, exc=exc)
-                    return
-            except Exception as exc:  # noqa: BLE001 - every write fails with it
-                for _, done in batch:
-                    _settle(done, exc=exc)
-                return
-            else:
-                for (_, done), result in zip(batch, results, strict=True):
-                    _settle(done, result=result)
-                return
-        await asyncio.gather(*(self._one(table, op, done) for op, done in batch))
-
-    async def _one(self, table: Any, operation: tuple[Any, ...],
-                   done: asyncio.Future[Any]) -> None:
-        kind, entity, *rest = operation
-        options = rest[0] if rest else {}
-        try:
-            if kind == "create":
-                result = await self._call("claiming a job", table.create_entity, entity)
-            else:
-                result = await self._call("updating a job", table.update_entity, entity,
-                                          **options)
-        except Exception as exc:  # noqa: BLE001 - handed to the writer
-            _settle(done, exc=exc)
-        else:
-            _settle(done, result=result)
-
-
-def _settle(done: asyncio.Future[Any], *, result: Any = None,
-            exc: BaseException | None = None) -> None:
-    if done.done():
-        return
-    if exc is not None:
-        done.set_exception(exc)
-    else:
-        done.set_result(result)
-
-
 class TableLedger:
     def __init__(self, table_client_factory: Callable[[], Any],
                  clock: Callable[[], float] = time.time,
                  lease_seconds: float = LEASE_SECONDS,
-                 retry: RetryPolicy = DEFAULT_RETRY,
-                 coalesce_seconds: float | None = COALESCE_SECONDS) -> None:
-        """`coalesce_seconds=None`: every write its own request (benchmarks compare)."""
+                 retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self._factory = table_client_factory
-        self._writes = _Coalescer(self._call, coalesce_seconds)
         self._table: Any = None
         self._ready: asyncio.Lock | None = None
         self._clock = clock
@@ -262,7 +161,9 @@ class TableLedger:
             now = self._clock()
             row = claim_fields(key, message_id, claim_id, 1, now, 0.0, self._lease)
             try:
-                meta = await self._writes.submit(table, ("create", row))
+                # No entity echoed back: nothing to decode but the ETag.
+                meta = await self._call("claiming a job", table.create_entity, row,
+                                        response_preference="return-no-content")
                 return Claim("claimed", key, 1, None, claim_id, meta.get("etag"),
                              claimed_at=now)
             except ResourceExistsError:
@@ -308,9 +209,9 @@ class TableLedger:
         etag = claim.etag
         for _ in range(5):
             try:
-                meta = await self._writes.submit(table, ("update", entity, {
-                    "mode": UpdateMode.MERGE, "etag": etag,
-                    "match_condition": MatchConditions.IfNotModified}))
+                meta = await self._call("updating a job", table.update_entity, entity,
+                                        mode=UpdateMode.MERGE, etag=etag,
+                                        match_condition=MatchConditions.IfNotModified)
                 return replace(claim, etag=meta.get("etag"))
             except ResourceModifiedError:
                 pass  # a status callback wrote meanwhile, or our retried write landed

@@ -93,11 +93,9 @@ class QueueWriter(Protocol):
 
 
 class Storage:
-    def __init__(self, settings: StorageSettings, retry: RetryPolicy = DEFAULT_RETRY, *,
-                 trim_pipeline: bool = True) -> None:
+    def __init__(self, settings: StorageSettings, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self.settings = settings
         self.retry = retry
-        self.trim_pipeline = trim_pipeline  # False: the SDK's own (benchmarks compare)
         self._queues: dict[str, Any] = {}
         self._ready: set[str] = set()
         self._credential: Any = None
@@ -163,28 +161,15 @@ class Storage:
         return str(sent.id)
 
     def table(self, name: str) -> Any:
-        """An async `TableClient` whose pipeline keeps only what a request needs (headers,
-        the credential, response decoding): the request-logging, tracing, user-agent,
-        proxy and redirect policies cost a sixth of every table write's CPU
-        (bench/throughput.py), and the SDK's retries are off (`retrying` does them)."""
         from azure.data.tables.aio import TableClient
 
-        def build(**extra: Any) -> Any:
-            options = {"transport": self._transport(), "retry_total": 0, **extra}
-            if self.settings.connection_string:
-                return TableClient.from_connection_string(self.settings.connection_string,
-                                                          name, **options)
-            assert self.settings.table_service_uri  # Settings.from_env guarantees it
-            return TableClient(self.settings.table_service_uri, name,
-                               credential=self._identity(), **options)
-
-        default = build()
-        # The SDK takes a `policies` list in place of its own; it builds the credential
-        # policy itself, so its default list is the one to trim.
-        policies = getattr(default, "_policies", None)
-        if not policies or not self.trim_pipeline:
-            return default
-        return build(policies=[p for p in policies if not isinstance(p, _unneeded_policies())])
+        options = {"transport": self._transport(), "retry_total": 0}  # `retrying` retries
+        if self.settings.connection_string:
+            return TableClient.from_connection_string(self.settings.connection_string, name,
+                                                      **options)
+        assert self.settings.table_service_uri  # Settings.from_env guarantees it
+        return TableClient(self.settings.table_service_uri, name, credential=self._identity(),
+                           **options)
 
     async def close(self) -> None:
         for client in self._queues.values():
@@ -195,21 +180,6 @@ class Storage:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _unneeded_policies() -> tuple[type, ...]:
-    from azure.core.pipeline.policies import (
-        AsyncRedirectPolicy,
-        CustomHookPolicy,
-        DistributedTracingPolicy,
-        HttpLoggingPolicy,
-        NetworkTraceLoggingPolicy,
-        ProxyPolicy,
-        UserAgentPolicy,
-    )
-
-    return (AsyncRedirectPolicy, CustomHookPolicy, DistributedTracingPolicy, HttpLoggingPolicy,
-            NetworkTraceLoggingPolicy, ProxyPolicy, UserAgentPolicy)
 
 
 async def _create_if_missing(client: Any) -> None:
