@@ -204,8 +204,7 @@ class TableLedger:
         from azure.data.tables import UpdateMode
 
         table = await self._client()
-        entity = {"PartitionKey": PARTITION, "RowKey": claim.key,
-                  **{k: v for k, v in fields.items() if v is not None}}
+        entity = _entity(claim.key, fields)
         etag = claim.etag
         for _ in range(5):
             try:
@@ -240,8 +239,7 @@ class TableLedger:
         from azure.data.tables import UpdateMode
 
         table = await self._client()
-        entity = {"PartitionKey": PARTITION, "RowKey": key,
-                  **{k: v for k, v in fields.items() if v is not None}}
+        entity = _entity(key, fields)
         try:
             await self._call("recording a status", table.update_entity, entity,
                              mode=UpdateMode.MERGE)
@@ -273,6 +271,12 @@ class TableLedger:
     async def close(self) -> None:
         if self._table is not None:
             await self._table.close()
+
+
+def _entity(key: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A merge of `fields` into the job's row; None means "leave it as it is"."""
+    return {"PartitionKey": PARTITION, "RowKey": key,
+            **{k: v for k, v in fields.items() if v is not None}}
 
 
 async def _create_table(table: Any) -> None:

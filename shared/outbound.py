@@ -163,11 +163,10 @@ class OutboundProcessor:
 
         record = claim.record or {}
         # Only what changes: a first attempt's row has no error or check to clear.
+        had_check = bool(claim.check_since or record.get("check_since"))
         await self.ledger.update(claim, status="sent", sid=sent.sid, twilio_status=sent.status,
                                  last_error="" if record.get("last_error") else None,
-                                 check_since=0.0 if claim.check_since or record.get("check_since")
-                                 else None,
-                                 reconciled=note)
+                                 check_since=0.0 if had_check else None, reconciled=note)
         log.info("job %s: sent as %s (message %s, attempt %d)", key, sent.sid, item.id,
                  claim.attempts)
         return Outcome("sent", key, sent.sid)
@@ -187,11 +186,11 @@ class OutboundProcessor:
         if failure.ambiguous:
             since = min(since, claim.claimed_at) if since else claim.claimed_at
         if not failure.retryable:
-            await self._reject(item, key, failure.letter_kind, failure.reason,
-                               failure.twilio_code)
+            outcome = await self._reject(item, key, failure.letter_kind, failure.reason,
+                                         failure.twilio_code)
             await self.ledger.update(claim, status="rejected", last_error=failure.reason,
                                      twilio_code=failure.twilio_code, check_since=0.0)
-            return Outcome("rejected", key, reason=failure.reason)
+            return outcome
         ambiguous = int((claim.record or {}).get("ambiguous") or 0) + failure.ambiguous
         if attempts >= self.max_attempts:
             # Given up. If an attempt may still have reached Twilio, say so.

