@@ -40,6 +40,7 @@ FIELDS = {
     "claimed_at": "claimed",
     "claim_id": "claim",
     "check_since": "check Twilio since",
+    "absent_at": "not found at Twilio",
     "first_message_id": "first queue message",
     "message_id": "last queue message",
     "callback_sid": "last callback SID",

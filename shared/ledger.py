@@ -17,11 +17,12 @@ new attempt looks for the message or call at Twilio before it sends (`shared.out
 
 Row fields (PartitionKey `job`, RowKey the job key): `status` (`sending`, `retrying`, `sent`,
 `rejected`, `failed`, `unknown`), `attempts`, `claim_id`, `message_id`, `first_message_id`,
-`claimed_at`, `lease_until`, `check_since` (0: nothing to check), `sid`, `twilio_status`,
-`twilio_error_code`, `twilio_code`, `last_error`, `ambiguous` (attempts whose outcome at
-Twilio was unknown), `reconciled` (what the last check at Twilio found), `callback_sid`,
-`retry_at`; the table's own `Timestamp` is the time of the last write. Times are epoch
-seconds.
+`claimed_at`, `lease_until`, `check_since` (0: nothing to check), `absent_at` (when a look at
+Twilio first found nothing: a second look a settle time later must agree before a resend),
+`sid`, `twilio_status`, `twilio_error_code`, `twilio_code`, `last_error`, `ambiguous`
+(attempts whose outcome at Twilio was unknown), `reconciled` (what the last check at Twilio
+found), `callback_sid`, `retry_at`; the table's own `Timestamp` is the time of the last
+write. Times are epoch seconds.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,7 +41,9 @@ RETRY_CAP_SECONDS = 900
 BUSY_RECHECK_MARGIN_SECONDS = 5
 # After a Twilio request timed out or broke, the retry (which first looks at Twilio for
 # the message or call) waits at least this long: twice the request timeout, so that a
-# request still on its way has landed by then.
+# request still on its way has landed by then. A look that finds nothing is repeated this
+# long after it before anything is sent: a Twilio that stalled with our request in its
+# queue answers a list as soon as it wakes, while that create is still being made.
 SETTLE_SECONDS = 2 * REQUEST_TIMEOUT_SECONDS
 
 
@@ -127,6 +130,7 @@ class OutboundProcessor:
         """`job` as the producer wrote it (what a retry re-enqueues); `outgoing` as it is
         sent (sender, Messaging Service and callbacks filled in)."""
         key = claim.key
+        record = claim.record or {}
         note = None
         if claim.check_since:
             # An earlier attempt may have reached Twilio: look before sending again.
@@ -136,18 +140,28 @@ class OutboundProcessor:
                 failure = classify(exc)
                 if failure is None:
                     raise
+                # Twilio did not answer promptly, so it may still be holding our request:
+                # the next look waits the settle time again, and an earlier "not found"
+                # no longer counts.
                 return await self._failed(item, job, claim, replace(
                     failure, reason=f"could not check at Twilio whether an earlier attempt "
                                     f"was sent: {failure.reason}", ambiguous=False,
-                    kind="transient" if failure.kind == "permanent" else failure.kind))
+                    kind="transient" if failure.kind == "permanent" else failure.kind),
+                    settle=True)
             if found is not None:
                 await self.ledger.update(claim, status="sent", sid=found.sid,
                                          twilio_status=found.status, check_since=0.0,
+                                         absent_at=_cleared(record, "absent_at"),
                                          reconciled=f"found {found.sid} at Twilio")
                 log.info("job %s: an earlier attempt was sent as %s (found at Twilio)", key,
                          found.sid)
                 return Outcome("sent", key, found.sid, reason="found at Twilio")
-            note = "nothing found at Twilio; sent again"
+            first_miss = float(record.get("absent_at") or 0.0)
+            waited = self.clock() - first_miss
+            if not first_miss or waited < self.settle_seconds:
+                return await self._look_again(job, claim, first_miss or self.clock())
+            note = (f"nothing found at Twilio in two looks {waited:.0f} s apart; "
+                    f"sent again")
 
         try:
             jobs.check_schedule(outgoing, self.clock())
@@ -161,12 +175,12 @@ class OutboundProcessor:
                 raise
             return await self._failed(item, job, claim, failure, checked=note is not None)
 
-        record = claim.record or {}
         # Only what changes: a first attempt's row has no error or check to clear.
         had_check = bool(claim.check_since or record.get("check_since"))
         await self.ledger.update(claim, status="sent", sid=sent.sid, twilio_status=sent.status,
-                                 last_error="" if record.get("last_error") else None,
-                                 check_since=0.0 if had_check else None, reconciled=note)
+                                 last_error=_cleared(record, "last_error", ""),
+                                 check_since=0.0 if had_check else None,
+                                 absent_at=_cleared(record, "absent_at"), reconciled=note)
         log.info("job %s: sent as %s (message %s, attempt %d)", key, sent.sid, item.id,
                  claim.attempts)
         return Outcome("sent", key, sent.sid)
@@ -178,8 +192,20 @@ class OutboundProcessor:
             return Sent(str(record["callback_sid"]), record.get("twilio_status"))
         return await self.sender.find(outgoing, outgoing.from_, claim.check_since)
 
+    async def _look_again(self, job: Job, claim: Claim, first_miss: float) -> Outcome:
+        """Nothing found at Twilio yet: look once more a settle time after the first look
+        that found nothing, and only then send. Not a failure: no error is recorded."""
+        delay = max(1, math.ceil(first_miss + self.settle_seconds - self.clock()))
+        await self.ledger.update(claim, status="retrying", absent_at=first_miss,
+                                 retry_at=self.clock() + delay)
+        await self._requeue(job, claim.key, delay)
+        log.info("job %s: nothing found at Twilio yet; looking once more in %d s before "
+                 "sending", claim.key, delay)
+        return Outcome("retry_scheduled", claim.key,
+                       reason="nothing found at Twilio yet; looking once more")
+
     async def _failed(self, item: QueueItem, job: Job, claim: Claim, failure: Failure, *,
-                      checked: bool = False) -> Outcome:
+                      checked: bool = False, settle: bool = False) -> Outcome:
         key, attempts = claim.key, claim.attempts
         # Since when Twilio may hold a message from this job: kept until a check has looked.
         since = 0.0 if checked else claim.check_since
@@ -203,11 +229,12 @@ class OutboundProcessor:
         # Release the claim first: if the copy below is never written, the host redelivers
         # this message and it can claim again.
         delay = self.delays(failure.kind, attempts)
-        if failure.ambiguous:
+        if failure.ambiguous or settle:
             # A request we gave up on may still reach Twilio: look only once it cannot.
             delay = max(delay, int(self.settle_seconds))
         await self.ledger.update(claim, status="retrying", last_error=failure.reason,
                                  twilio_code=failure.twilio_code, check_since=since,
+                                 absent_at=_cleared(claim.record or {}, "absent_at"),
                                  ambiguous=ambiguous, retry_at=self.clock() + delay)
         await self._requeue(job, key, delay)
         log.warning("job %s: attempt %d failed (%s); retrying in %d s", key, attempts,
@@ -232,3 +259,8 @@ class OutboundProcessor:
             at=self.clock(), **extra))
         deadletters.log_dead_letter(kind=kind, job_key=key, twilio_code=twilio_code,
                                     queue=queue, reason=reason)
+
+
+def _cleared(record: dict[str, Any], name: str, empty: Any = 0.0) -> Any:
+    """`empty` to clear a field the row has, None (leave out of the merge) if it has none."""
+    return empty if record.get(name) else None

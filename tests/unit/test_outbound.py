@@ -26,16 +26,39 @@ def twilio_error(status: int, code: int | None = None) -> TwilioRestException:
     return TwilioRestException(status, "https://api.twilio.com/x", "refused", code)
 
 
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make(*script: Any, **overrides: str) -> tuple[OutboundProcessor, FakeSender, MemoryLedger,
                                                    MemoryQueues]:
     sender, ledger, queues = FakeSender(*script), MemoryLedger(), MemoryQueues()
-    processor = OutboundProcessor(settings(**overrides), sender, ledger, queues,
-                                  clock=lambda: 1_700_000_000.0)
+    processor = OutboundProcessor(settings(**overrides), sender, ledger, queues, clock=Clock())
     return processor, sender, ledger, queues
 
 
 def run(processor: OutboundProcessor, body: Any, msg_id: str = "m-1", dequeue: int = 1) -> Any:
     return asyncio.run(processor.process(QueueItem(msg_id, body, dequeue)))
+
+
+def deliver(processor: OutboundProcessor, queues: MemoryQueues, first: int = 2) -> list[str]:
+    """Delivers the copy last scheduled once its delay has passed (the processor's clock is a
+    `Clock`), and so on while copies are scheduled; the results in order."""
+    clock = processor.clock
+    assert isinstance(clock, Clock)
+    results: list[str] = []
+    for n in range(first, first + 10):
+        text, delay = queues.messages[OUTBOUND][-1]
+        clock.now += delay
+        outcome = run(processor, text, f"m-{n}")
+        results.append(outcome.result)
+        if outcome.result != "retry_scheduled":
+            break
+    return results
 
 
 def test_sends_once_and_records_sid() -> None:
@@ -123,9 +146,13 @@ def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception, ki
     assert scheduled == delay
     assert (delay == retry_delay(kind, 1)) is (ledger.rows["msg-m-1"]["check_since"] == 0.0)
     assert ledger.rows["msg-m-1"]["status"] == "retrying"
-    # The copy is delivered and succeeds: one send recorded, under the same key.
-    assert run(processor, copy, "m-2").result == "sent"
-    assert ledger.rows["msg-m-1"]["attempts"] == 2
+    # The copy is delivered and succeeds: one send recorded, under the same key. After no
+    # answer, two looks at Twilio (a settle time apart) found nothing before it sent.
+    ambiguous = ledger.rows["msg-m-1"]["check_since"] > 0
+    expected = ["retry_scheduled", "sent"] if ambiguous else ["sent"]
+    assert deliver(processor, queues) == expected
+    assert ledger.rows["msg-m-1"]["attempts"] == 1 + len(expected)
+    assert (len(sender.calls), len(sender.finds)) == (2, 2 if ambiguous else 0)
 
 
 def test_growing_delays_then_poison_with_last_error() -> None:
@@ -145,14 +172,6 @@ def test_growing_delays_then_poison_with_last_error() -> None:
     assert letter["reason"] == "Twilio answered HTTP 500: refused"
     assert ledger.rows["j1"]["status"] == "failed"
     assert len(sender.calls) == 5
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_clocked(*script: Any) -> tuple[OutboundProcessor, FakeSender, MemoryLedger,
@@ -191,27 +210,64 @@ def test_a_claimant_that_died_midway_is_checked_at_twilio_then_not_resent() -> N
     assert queues.messages == {}
 
 
-def test_nothing_found_at_twilio_is_sent_and_says_so() -> None:
-    processor, sender, ledger, _, clock = make_clocked()
+def test_nothing_found_twice_at_twilio_is_sent_and_says_so() -> None:
+    """A stalled Twilio answers a list as soon as it wakes, while the create it held is
+    still being made: one look that finds nothing is not enough to send again."""
+    processor, sender, ledger, queues, clock = make_clocked()
     asyncio.run(ledger.claim("j4", "m-dead"))
     clock.now += 61
-    assert run(processor, json.dumps({**SMS, "id": "j4"}), "m-2").result == "sent"
-    assert len(sender.calls) == 1
-    assert ledger.rows["j4"]["reconciled"] == "nothing found at Twilio; sent again"
+    first_look = clock.now
+    assert run(processor, json.dumps({**SMS, "id": "j4"}), "m-2").result == "retry_scheduled"
+    assert sender.calls == []
+    row = ledger.rows["j4"]
+    assert (row["status"], row["absent_at"], row.get("last_error")) == (
+        "retrying", first_look, None)
+    copy, delay = queues.messages[OUTBOUND][-1]
+    assert delay == 30  # SETTLE_SECONDS
+    clock.now += delay
+    assert run(processor, copy, "m-3").result == "sent"
+    assert len(sender.calls) == 1 and len(sender.finds) == 2
+    row = ledger.rows["j4"]
+    assert row["reconciled"] == "nothing found at Twilio in two looks 30 s apart; sent again"
+    assert (row["absent_at"], row["check_since"]) == (0.0, 0.0)
+
+
+def test_the_second_look_finds_what_the_first_missed() -> None:
+    processor, sender, ledger, queues, clock = make_clocked(TimeoutError())
+    assert run(processor, json.dumps({**SMS, "id": "j4b"}), "m-1").result == "retry_scheduled"
+    late = Sent("SM" + "b" * 32, "queued")  # Twilio created it after the first look
+    sender.find_script = [None, late]
+    assert deliver(processor, queues) == [
+        "retry_scheduled", "sent"]
+    assert len(sender.calls) == 1  # the timed-out request only
+    assert (ledger.rows["j4b"]["sid"], ledger.rows["j4b"]["absent_at"]) == (late.sid, 0.0)
+
+
+def test_a_redelivery_before_the_settle_time_looks_again_later() -> None:
+    processor, sender, ledger, queues, clock = make_clocked()
+    asyncio.run(ledger.claim("j4c", "m-dead"))
+    clock.now += 61
+    text = json.dumps({**SMS, "id": "j4c"})
+    run(processor, text, "m-2")
+    clock.now += 10  # the host delivered a copy early
+    assert run(processor, text, "m-3").result == "retry_scheduled"
+    assert queues.messages[OUTBOUND][-1][1] == 20  # the rest of the settle time
+    assert sender.calls == []
 
 
 def test_a_redelivery_of_its_own_message_continues_at_once() -> None:
     """The claim's insert reached the table, its answer was lost, the function raised: the
-    host delivers the same message again, inside the claim's lease. It must go on (after a
-    look at Twilio), not take its own row for another delivery's."""
+    host delivers the same message again, inside the claim's lease. It must go on (after two
+    looks at Twilio), not take its own row for another delivery's and wait for the lease."""
     processor, sender, ledger, queues, clock = make_clocked()
     asyncio.run(ledger.claim("j5", "m-1"))
     clock.now += 30  # host.json visibilityTimeout: well inside the 60 s lease
     outcome = run(processor, json.dumps({**SMS, "id": "j5"}), "m-1", dequeue=2)
-    assert outcome.result == "sent"
-    assert len(sender.finds) == 1 and len(sender.calls) == 1
+    assert (outcome.result, outcome.reason) == ("retry_scheduled",
+                                                "nothing found at Twilio yet; looking once more")
+    assert deliver(processor, queues) == ["sent"]
+    assert len(sender.finds) == 2 and len(sender.calls) == 1
     assert ledger.rows["j5"]["status"] == "sent"
-    assert queues.messages == {}
 
 
 def test_a_timeout_after_sending_is_checked_before_the_retry_sends() -> None:
@@ -246,25 +302,34 @@ def test_a_failed_check_keeps_the_job_pending_and_checks_again() -> None:
     assert run(processor, copy, "m-2").result == "retry_scheduled"
     assert ledger.rows["j8"]["check_since"] == since
     assert "could not check at Twilio" in ledger.rows["j8"]["last_error"]
-    copy, _ = queues.messages[OUTBOUND][-1]
-    assert run(processor, copy, "m-3").result == "sent"
-    assert [f[2] for f in sender.finds] == [since, since]
+    assert queues.messages[OUTBOUND][-1][1] == 30  # no answer: Twilio may still hold it
+    assert deliver(processor, queues, first=3) == ["retry_scheduled", "sent"]
+    assert [f[2] for f in sender.finds] == [since, since, since]
     assert len(sender.calls) == 1 + 1
 
 
+def test_a_failed_look_discards_an_earlier_not_found() -> None:
+    processor, sender, ledger, queues, clock = make_clocked(TimeoutError())
+    run(processor, json.dumps({**SMS, "id": "j8b"}), "m-1")
+    sender.find_script = [None, TimeoutError(), None, None]
+    results = deliver(processor, queues)
+    # not found; no answer (starts over); not found; not found 30 s later: sent
+    assert results == ["retry_scheduled"] * 3 + ["sent"]
+    assert len(sender.finds) == 4 and len(sender.calls) == 2
+
+
 def test_giving_up_while_a_check_is_pending_is_outcome_unknown() -> None:
-    processor, sender, ledger, queues, _ = make_clocked(*[TimeoutError()] * 5)
-    sender.find_script = [None] * 4
+    processor, sender, ledger, queues, _ = make_clocked(*[TimeoutError()] * 3)
     text = json.dumps({**SMS, "id": "j9"})
-    for attempt in range(1, 6):
-        outcome = run(processor, text, f"m-{attempt}")
-        if outcome.result == "retry_scheduled":
-            text, _ = queues.messages[OUTBOUND][-1]
-    assert outcome.result == "poisoned"
+    assert run(processor, text, "m-1").result == "retry_scheduled"
+    # Each timed-out send is followed by two looks that find nothing, then a send.
+    results = deliver(processor, queues)
+    assert results == ["retry_scheduled"] * 3 + ["poisoned"]
+    assert (len(sender.calls), len(sender.finds)) == (3, 4)
     [letter] = [json.loads(t) for t in queues.texts(POISON)]
-    assert letter["kind"] == "outcome_unknown"
+    assert (letter["kind"], letter["attempts"]) == ("outcome_unknown", 5)
     assert ledger.rows["j9"]["status"] == "unknown"
-    assert ledger.rows["j9"]["ambiguous"] == 5
+    assert ledger.rows["j9"]["ambiguous"] == 3
 
 
 def test_sent_but_not_recorded_is_found_on_the_redelivery() -> None:
