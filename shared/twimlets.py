@@ -13,6 +13,7 @@ originals do.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from shared.numbers import E164
 from shared.signature import FormParams
 from shared.twiml import Speech, check_document, clean
+
+log = logging.getLogger(__name__)
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>[0-9]{0,6})\]$")
 _OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")
@@ -208,21 +211,27 @@ class Params:
         # Every value may end up in TwiML: drop what XML cannot hold.
         return clean(value) if value not in (None, "") else default
 
-    def items(self, name: str, *, bracketed_only: bool = False) -> list[tuple[str, str]]:
+    def items(self, name: str, *, bracketed_only: bool = False,
+              as_written: bool = False) -> list[tuple[str, str]]:
         """(key, value) of `Name`, then `Name[0]`, `Name[1]` ... in index order, then
-        `Name[]` as sent; blanks left out, as the originals' array_filter did."""
+        `Name[]` as sent (`as_written`: the bracketed ones in the order the URL has them);
+        blanks left out, as the originals' array_filter did."""
         plain = [] if bracketed_only else [(name, v) for v in self.values.get(name, [])]
         numbered: list[tuple[int, str, str]] = []
         appended: list[tuple[str, str]] = []
+        written: list[tuple[str, str]] = []
         for key, values in self.values.items():
             m = _INDEXED.match(key)
             if m and m["name"] == name:
+                written.extend((key, v) for v in values)
                 if m["index"]:
                     numbered.extend((int(m["index"]), key, v) for v in values)
                 else:
                     appended.extend((key, v) for v in values)
-        ordered = plain + [(k, v) for _, k, v in sorted(numbered, key=lambda t: t[0])]
-        return [(k, clean(v).strip()) for k, v in ordered + appended if clean(v).strip()]
+        ordered = plain + (written if as_written else
+                           [(k, v) for _, k, v in sorted(numbered, key=lambda t: t[0])]
+                           + appended)
+        return [(k, clean(v).strip()) for k, v in ordered if clean(v).strip()]
 
     def indexed(self, name: str) -> list[str]:
         return [v for _, v in self.items(name)]
@@ -240,18 +249,31 @@ class Params:
         return [check_phone(key, value) for key, value in items]
 
     def options(self, name: str) -> dict[str, str]:
-        """`Options[1]=url`, `Options[22]=url`: keyed by the digits between the brackets."""
+        """`Options[1]=url`, `Options[22]=url`: keyed by the digits between the brackets.
+        `Options[]=url` takes the next number, as a PHP array did: 0 first, else one more
+        than the largest number written before it."""
         prefix = f"{name}["
         found: dict[str, str] = {}
+        numbers: list[int] = []
         for key, values in self.values.items():
             if not (key.startswith(prefix) and key.endswith("]")) or not values:
                 continue
-            digits, value = key[len(prefix):-1], clean(values[0]).strip()
-            if not _OPTION_KEY.match(digits):
-                raise TwimletError(f"{key}: a menu option is keyed by the digits a caller "
-                                   "presses (0-9, * or #, up to 10).")
-            if value:
-                found[digits] = value
+            digits = key[len(prefix):-1]
+            if digits:
+                if not _OPTION_KEY.match(digits):
+                    raise TwimletError(f"{key}: a menu option is keyed by the digits a "
+                                       "caller presses (0-9, * or #, up to 10).")
+                pairs = [(digits, values[0])]
+            else:
+                pairs = []
+                for value in values:
+                    pairs.append((str(max(numbers, default=-1) + 1), value))
+                    numbers.append(int(pairs[-1][0]))
+            for digits, value in pairs:
+                if digits.isdigit() and str(int(digits)) == digits:
+                    numbers.append(int(digits))
+                if clean(value).strip():
+                    found[digits] = clean(value).strip()
         return found
 
     @property
@@ -374,6 +396,10 @@ def forward(p: Params, links: Links) -> Result:
 
 def voicemail(p: Params, links: Links) -> Result:
     notify = p.phone("Notify")
+    if p.get("Email") and not notify and not p.get("RecordingUrl"):
+        # A URL moved from twimlets.com: say once per call why nobody will be told.
+        log.warning("voicemail: Email is not supported here (no mail service); add "
+                    "Notify=<phone number> to the URL for an SMS per message")
     # Transcribed unless Transcribe is given and is not "true", as in the original.
     transcribe = (p.get("Transcribe") or "true").lower() == "true"
     status = (p.get("TranscriptionStatus") or "").lower()
@@ -516,13 +542,15 @@ def conference(p: Params, links: Links) -> Result:
     if moderators:
         attrs["start_conference_on_enter"] = "true" if is_moderator else "false"
     dial = Dial()
-    dial.conference(p.get("Name") or _room(p, moderators), **attrs)
+    dial.conference(p.get("Name") or _room(p), **attrs)
     response.append(dial)
     return Result(str(response), jobs)
 
 
-def _room(p: Params, moderators: list[str]) -> str:
-    """No Name: the original's room, one per configuration (its Message and Moderators)."""
+def _room(p: Params) -> str:
+    """No Name: the original's room, one per configuration (its Message and Moderators,
+    the moderators in the order the URL has them, as the original hashed them)."""
+    moderators = [v for _, v in p.items("Moderators", bracketed_only=True, as_written=True)]
     seed = (p.get("Message") or "") + "".join(phone_key(m) for m in moderators)
     return hashlib.md5(seed.encode(), usedforsecurity=False).hexdigest()
 

@@ -58,11 +58,14 @@ FLEX_REFUSED_SETTINGS = {
     "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION", "FUNCTIONS_EXTENSION_VERSION",
     "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE",
     "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD", "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
-    "WEBSITE_TIME_ZONE", "TZ",
+    "WEBSITE_TIME_ZONE", "TZ", "FUNCTIONS_WORKER_PROCESS_COUNT", "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED", "WEBSITE_NODE_DEFAULT_VERSION",
 }
-# The siteConfig properties this app sets, each checked against that table; a new one is a
-# deliberate change to this list, not an accident.
+# The siteConfig and site properties this app sets, each checked against that table; a new one
+# is a deliberate change to these lists, not an accident.
 SITE_CONFIG_REVIEWED = {"minTlsVersion", "scmMinTlsVersion", "http20Enabled"}
+SITE_PROPERTIES_REVIEWED = {"serverFarmId", "httpsOnly", "clientCertEnabled",
+                            "keyVaultReferenceIdentity", "siteConfig", "functionAppConfig"}
 
 # The one redundancy every region above offers: ZRS/GZRS need availability zones, GRS/GZRS a
 # paired region (Azure Storage "regions that support ZRS/GZRS"; "Azure region pairs").
@@ -142,6 +145,8 @@ def flex_problems(infra: Infra) -> list[str]:
                 problems.append(f"{rel}: {name}.siteConfig.{key} is refused by Flex Consumption")
             for key in sorted(set(site_config) - SITE_CONFIG_REVIEWED - {"appSettings"}):
                 problems.append(f"{rel}: {name}.siteConfig.{key} not reviewed against the Flex table")
+            for key in sorted(set(props) - SITE_PROPERTIES_REVIEWED):
+                problems.append(f"{rel}: {name}.properties.{key} not reviewed against the Flex table")
             settings = {s["name"] for s in site_config.get("appSettings") or []}
             problems += [f"{rel}: {name} app setting {s} is refused by Flex Consumption"
                          for s in sorted(settings & FLEX_REFUSED_SETTINGS)]
@@ -221,6 +226,23 @@ def principal_type_problems(infra: Infra) -> list[str]:
     mapping = json.loads((infra.root / "main.parameters.json").read_text())["parameters"]
     if not mapping.get("principalType", {}).get("value", "").startswith("${AZURE_PRINCIPAL_TYPE"):
         problems.append("main.parameters.json: principalType must come from azd's AZURE_PRINCIPAL_TYPE")
+    return problems
+
+
+def reprovision_problems(infra: Infra) -> list[str]:
+    """`azd down` then `azd up` with the same environment name: a purge-protected vault's name
+    stays taken for its whole retention period (ARM 409), so the name must change with the new
+    environment's identity, and purge protection stays on (the secrets are the product's)."""
+    problems = []
+    name = str(infra.parse(MAIN)["variables"].get("keyVaultName", {}).get("value", ""))
+    if "identity.outputs.principalId" not in name:
+        problems.append(f"{MAIN}: keyVaultName must include the app identity's principalId "
+                        f"(a new one after azd down), is {name!r}")
+    if (infra.modules(MAIN)["keyVault"]["config"]["params"] or {}).get("name") != "keyVaultName":
+        problems.append(f"{MAIN}: module keyVault must be named keyVaultName")
+    for res_name, vault in infra.resources("app/keyvault.bicep", "Microsoft.KeyVault/vaults").items():
+        if (vault.get("properties") or {}).get("enablePurgeProtection") is not True:
+            problems.append(f"app/keyvault.bicep: {res_name}.enablePurgeProtection must stay true")
     return problems
 
 
@@ -313,6 +335,8 @@ def alert_problems(infra: Infra, prefix: str = deadletters.LOG_PREFIX,
     dims = {d["name"] for d in criterion.get("dimensions") or []}
     if not projected or not dims <= {c.strip() for c in projected[-1].split(",")}:
         problems.append(f"{ALERTS}: dimensions {sorted(dims)} must be projected by the query")
+    if props.get("enabled") is not True:
+        problems.append(f"{ALERTS}: the rule must be enabled")
     if (props.get("evaluationFrequency"), props.get("windowSize")) != ("PT5M", "PT15M"):
         problems.append(f"{ALERTS}: evaluate every PT5M over PT15M (README explains why)")
     if props.get("scopes") != ["applicationInsightsId"]:
@@ -367,6 +391,7 @@ INFRA_RULES: dict[str, Callable[[Infra], list[str]]] = {
     "location": location_problems,
     "storage sku": storage_sku_problems,
     "principal type": principal_type_problems,
+    "re-provision": reprovision_problems,
     "ordering": ordering_problems,
     "alert": alert_problems,
 }
@@ -447,10 +472,16 @@ DEFECTS = [
      r"\1'User'"),
     ("principal type", "main.parameters.json", r'"principalType": \{ "value": "[^"]*" \},\n', ""),
     ("ordering", MAIN, r"  dependsOn: \[rbac\]\n", ""),
+    ("re-provision", MAIN, r"uniqueString\(resourceToken, identity\.outputs\.principalId\)", "resourceToken"),
+    ("re-provision", "app/keyvault.bicep", r"enablePurgeProtection: true", "enablePurgeProtection: false"),
+    ("flex", "app/api.bicep", r"    httpsOnly: true\n", "    httpsOnly: true\n    containerSize: 1536\n"),
+    ("flex", "app/api.bicep", r"    KEY_VAULT_URL: keyVaultUri\n",
+     "    KEY_VAULT_URL: keyVaultUri\n    FUNCTIONS_WORKER_PROCESS_COUNT: '2'\n"),
     ("alert", ALERTS, r'" twilio_code=" twilio_code', '" code=" twilio_code'),
     ("alert", ALERTS, r'" reason=" reason;', ";"),
     ("alert", ALERTS, r"outcome_unknown \(from the app\)", "(from the app)"),
     ("alert", ALERTS, r"threshold: 0", "threshold: 5"),
+    ("alert", ALERTS, r"    enabled: true\n    scopes", "    enabled: false\n    scopes"),
     ("alert", ALERTS, r"\* \"Moving message to queue '\"", "* \"Moved message to '\""),
     ("alert", ALERTS, r"actionGroups: empty\(alertEmail\) \? \[\] : \[actionGroup\.id\]", "actionGroups: []"),
 ]

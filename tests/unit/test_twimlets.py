@@ -254,7 +254,7 @@ def test_twilios_fields_from_the_form_win_and_next_stages_do_not_carry_them() ->
 
 # The fields each twimlet reads. Every name read with p.get/p.has is a setting (from the
 # query) or one of Twilio's runtime fields (from the form): a new name must be put in one.
-SETTINGS = {"AllowedCallers", "Bucket", "CallerId", "Dial", "EnableSmsNotifications",
+SETTINGS = {"AllowedCallers", "Bucket", "CallerId", "Dial", "Email", "EnableSmsNotifications",
             "ErrorMessage", "FailUrl", "HumanCheck", "Language", "Message", "Moderators",
             "Music", "Name", "Notify", "Options", "Password", "PasswordTries", "PhoneNumber",
             "PhoneNumbers", "Timeout", "Transcribe", "Twiml", "Voice"}

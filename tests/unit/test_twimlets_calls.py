@@ -160,6 +160,21 @@ def test_voicemail_transcribes_unless_told_not_to() -> None:  # [VOICEMAIL-1-4]
     assert 'transcribe="true"' in ok(Twilio().post(also))
 
 
+def test_voicemail_with_only_an_email_records_and_says_why_nobody_is_told(
+        caplog: pytest.LogCaptureFixture) -> None:
+    here = url("voicemail", [("Email", "you@example.com"), ("Transcribe", "false")])
+    twilio = Twilio()
+    with caplog.at_level("WARNING", logger="shared.twimlets"):
+        assert ok(twilio.post(here)) == X(
+            "<Say>Please leave a message after the beep.</Say>"
+            f'<Record action="{amp(here)}" />')
+    assert [r.getMessage() for r in caplog.records if r.name == "shared.twimlets"] == [
+        "voicemail: Email is not supported here (no mail service); add Notify=<phone number> "
+        "to the URL for an SMS per message"]
+    assert "you@example.com" not in caplog.text  # no caller or owner data in the logs
+    assert twilio.jobs() == []
+
+
 def test_voicemail_recording_without_transcription_notifies_once() -> None:
     # [VOICEMAIL-2-1]; the original e-mailed "You have a new voicemail from (555) 111-2222 ...
     # Click this link to listen to the message: <RecordingUrl>.mp3"
@@ -265,6 +280,18 @@ def test_menu_wrong_digits_say_so_and_ask_again() -> None:  # [SIMPLE-MENU-2-2]
                           ("Message", "Press 1")])
     assert ok(Twilio().post(custom, {"Digits": "9"})) == menu_doc(
         custom, "<Say>Press 1</Say>", before="<Say>Nope.</Say>")
+
+
+@pytest.mark.parametrize("options, pressed", [
+    ([("Options[]", "https://a.example/0")], "0"),  # original: a PHP list starts at 0
+    ([("Options[1]", "https://a.example/1"), ("Options[]", "https://a.example/2")], "2"),
+    ([("Options[]", "https://a.example/0"), ("Options[]", "https://a.example/1")], "1"),
+])
+def test_menu_options_without_a_number_take_the_next_one(options: list[tuple[str, str]],
+                                                         pressed: str) -> None:
+    here = url("menu", options)
+    assert ok(Twilio().post(here, {"Digits": pressed})) == X(
+        f"<Redirect>https://a.example/{pressed}</Redirect>")
 
 
 def test_menu_walk_with_voice() -> None:

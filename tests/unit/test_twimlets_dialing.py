@@ -269,6 +269,16 @@ def test_conference_caller_who_is_not_a_moderator_waits() -> None:  # [CONFERENC
     assert ok(Twilio().post(url("conference", MODERATORS))) == moderated("false")
 
 
+def test_conference_room_hashes_moderators_in_the_order_written() -> None:
+    # original: md5 of Message and the normalised Moderators in the array's (URL's) order
+    written = [("Moderators[1]", "415-555-1212"), ("Moderators[0]", "555-867-5309")]
+    assert ok(Twilio().post(url("conference", written))) == moderated("false")
+    swapped = [("Moderators[1]", "555-867-5309"), ("Moderators[0]", "415-555-1212")]
+    assert ok(Twilio().post(url("conference", swapped))) == X(
+        "<Say>You are now entering the conference line.</Say><Dial><Conference "
+        f'startConferenceOnEnter="false">{md5("55586753094155551212")}</Conference></Dial>')
+
+
 @pytest.mark.parametrize("form", [
     {"From": "+1-415-555-1212"},  # [CONFERENCE-2-10]
     {"From": "+14155551212"},
@@ -335,6 +345,8 @@ def test_conference_errors_name_the_parameter(params: list[tuple[str, str]], err
 
 
 def test_voice_and_language_everywhere_text_is_spoken() -> None:
+    # original: not read (twimlets.com); the 2012 voicemail read them for a custom Message
+    # only. A deliberate difference (README): one rule for every twimlet.
     speech = [("Voice", "Polly.Amy"), ("Language", "en-GB")]
     attrs = 'language="en-GB" voice="Polly.Amy"'
     assert ok(Twilio().post(url("conference", [("Password", "1")] + speech))).count(attrs) == 1
