@@ -22,7 +22,7 @@ import json
 import logging
 import os
 
-from devhost.settings import ROOT, load_settings
+from ops.localsettings import ROOT, load_settings
 
 
 async def main(host: str, port: int) -> int:

@@ -2,7 +2,7 @@
 """`python -m devhost.run_local` (what `scripts/run-local` runs): the app on this machine.
 
 Settings come from the environment, then local.settings.json (or the file named by
-LOCAL_SETTINGS_FILE), then the local defaults (`devhost.settings`). They also say what runs
+LOCAL_SETTINGS_FILE), then the local defaults (`ops.localsettings`). They also say what runs
 locally: storage on 127.0.0.1 (`UseDevelopmentStorage=true` is 10000-10002) gets Azurite,
 a `TWILIO_API_BASE_URL` on 127.0.0.1 (default :4010) the local Twilio API double (Prism
 behind `devhost.twilio_front`); each is started unless it already listens there. Then the
@@ -35,12 +35,20 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from devhost import services
-from devhost.settings import ROOT, SETTINGS_FILE_VARIABLE, load_settings, settings_file
+from ops.localsettings import (
+    ROOT,
+    SETTINGS_FILE_VARIABLE,
+    connection_fields,
+    is_development_storage,
+    is_local_storage,
+    is_loopback,
+    load_settings,
+    settings_file,
+)
 
 APP_PORT = 7071
 DEFAULT_WEBHOOK_BASE = f"http://127.0.0.1:{APP_PORT}"
 AZURITE_DEFAULT_PORTS = (10000, 10001, 10002)
-_LOOPBACK = ("127.0.0.1", "localhost")
 
 
 class Started(list[services.Service]):
@@ -70,16 +78,15 @@ class Plan:
 
 def azurite_ports(connection: str) -> tuple[int, ...] | None:
     """Azurite's (blob, queue, table) ports when `connection` is local storage, else None."""
-    if "usedevelopmentstorage=true" in connection.replace(" ", "").lower():
+    if is_development_storage(connection):
         return AZURITE_DEFAULT_PORTS
-    parts = dict(p.split("=", 1) for p in connection.split(";") if "=" in p)
-    queue = urlsplit(parts.get("QueueEndpoint", ""))
-    if queue.hostname not in _LOOPBACK:
+    if not is_local_storage(connection):
         return None
+    parts = connection_fields(connection)
     ports = []
     for name in ("BlobEndpoint", "QueueEndpoint", "TableEndpoint"):
-        url = urlsplit(parts.get(name, ""))
-        ports.append((url.port or 0) if url.hostname in _LOOPBACK else 0)
+        url = parts.get(name, "")
+        ports.append((urlsplit(url).port or 0) if is_loopback(url) else 0)
     return tuple(ports)
 
 
@@ -94,9 +101,8 @@ def plan(env: Mapping[str, str], app_port: int) -> Plan:
     out = Plan(app_port, dict(env))
     conn = settings.storage.connection_string
     out.azurite = azurite_ports(conn) if conn else None
-    api = urlsplit(settings.api_base_url)
-    if api.hostname in _LOOPBACK:
-        out.twilio_port = api.port or 80
+    if is_loopback(settings.api_base_url):
+        out.twilio_port = urlsplit(settings.api_base_url).port or 80
     out.summary = [
         f"outbound queue {settings.outbound_queue_name} (dead letters: "
         f"{settings.rejected_queue_name}, {settings.poison_queue_name}); jobs table "

@@ -57,6 +57,8 @@ def _run(args: argparse.Namespace) -> int:
             result = asyncio.run(result)
         return int(result)
     except OpsError as exc:
+        if args.debug and exc.__cause__ is not None:
+            raise  # the SDK error it explains, with its traceback
         print(f"{parser().prog} {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:

@@ -399,12 +399,12 @@ async def _carry_out(session: tgt.Session, reader: Reader, letter: Letter, outbo
         try:
             await session.queue(outbound).send_message(d.text)
         except Exception as exc:  # noqa: BLE001 - reported, the dead letter is kept
-            why = tgt.explain(exc, session.target.where) or f"{type(exc).__name__}: {exc}"
+            why = session.explain(exc) or f"{type(exc).__name__}: {exc}"
             return "failed", f"{'failed':<12} {label} {d.note}: not enqueued ({why}); kept"
     try:
         await reader.delete(letter.message)
     except Exception as exc:  # noqa: BLE001 - the enqueue stands; a second replay is safe
-        why = tgt.explain(exc, session.target.where) or f"{type(exc).__name__}: {exc}"
+        why = session.explain(exc) or f"{type(exc).__name__}: {exc}"
         return "failed", (f"{'failed':<12} {label} {d.note}: enqueued, but the dead letter was not "
                           f"deleted ({why}); replaying it again sends nothing twice")
     verb = "replayed" if d.action == "replay" else "dropped"

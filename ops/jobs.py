@@ -117,7 +117,14 @@ def render(key: str, row: dict[str, Any], table: str, where: str, now: float) ->
         lines.append("  other fields")
         w = max(width, max(len(k) for k in others) + 2)
         lines += [f"  {k:<{w}}{show_value(k, row[k], now)}" for k in others]
-    if status in BURNED_STATUSES:
+    if status == "unknown":
+        # `replay --job` alone skips outcome_unknown dead letters (ops.deadletters.decide):
+        # sending one again is a choice made after looking at Twilio.
+        lines.append(f"This id is burned: enqueued again under it, the job is never sent. "
+                     "Twilio may have sent it: check the Twilio console (Monitor > Logs) "
+                     "first; only if it was not sent, `python -m ops deadletters replay --kind "
+                     f"outcome_unknown --job {key}` sends it again under a new id.")
+    elif status in BURNED_STATUSES:
         lines.append(f"This id is burned: enqueued again under it, the job is never sent. "
                      f"`python -m ops deadletters replay --job {key}` sends it again under a "
                      "new id.")

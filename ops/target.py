@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from devhost.settings import DEV_DEFAULTS, load_settings, user_settings
+from ops.localsettings import (
+    DEV_DEFAULTS,
+    connection_fields,
+    is_development_storage,
+    is_local_storage,
+    is_loopback,
+    load_settings,
+    user_settings,
+)
 from shared.settings import STORAGE_PREFIX, Settings
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
@@ -54,6 +62,13 @@ class Target:
     connection_string: str | None = None
     queue_url: str | None = None
     table_url: str | None = None
+
+    @property
+    def local(self) -> bool:
+        """Storage on this machine (Azurite), which scripts/run-local starts."""
+        if self.connection_string is not None:
+            return is_local_storage(self.connection_string)
+        return is_loopback(self.queue_url or "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,12 +145,11 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> T
 
 
 def _describe(conn: str) -> str:
-    if "usedevelopmentstorage=true" in conn.replace(" ", "").lower():
+    if is_development_storage(conn):
         return "Azurite (UseDevelopmentStorage=true)"
-    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
-    queue = urlsplit(parts.get("QueueEndpoint", ""))
-    if queue.hostname in ("127.0.0.1", "localhost"):
-        return f"Azurite on {queue.netloc}"
+    parts = connection_fields(conn)
+    if is_local_storage(conn):
+        return f"Azurite on {urlsplit(parts['QueueEndpoint']).netloc}"
     return f"account {parts.get('AccountName', '?')}"
 
 
@@ -171,11 +185,17 @@ class Session:
                 raise
         return self
 
-    async def __aexit__(self, *_: object) -> None:
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         for client in self._clients.values():
             await client.close()
         if self._credential is not None:
             await self._credential.close()
+        line = self.explain(exc) if exc is not None else None
+        if line is not None:  # an Azure SDK error leaves as one line naming this target
+            raise OpsError(line, 1) from exc
+
+    def explain(self, exc: BaseException) -> str | None:
+        return explain(exc, self.target.where, local=self.target.local)
 
     async def _login(self) -> None:
         from azure.core.exceptions import ClientAuthenticationError
@@ -218,8 +238,9 @@ class Session:
         return self._clients["table"]
 
 
-def explain(exc: BaseException, where: str) -> str | None:
-    """One line for an Azure SDK error, or None when it is not one."""
+def explain(exc: BaseException, where: str, *, local: bool = False) -> str | None:
+    """One line for an Azure SDK error, or None when it is not one. `local`: `where` is on
+    this machine, so scripts/run-local may be what is missing."""
     from azure.core.exceptions import (
         ClientAuthenticationError,
         HttpResponseError,
@@ -240,8 +261,9 @@ def explain(exc: BaseException, where: str) -> str | None:
                    "or the login"
         return f"{where} answered {exc.status_code} {code}: {_first_line(exc)}"
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return f"cannot reach {where} ({_first_line(exc)}); locally, is scripts/run-local " \
-               "running?"
+        hint = "is scripts/run-local running?" if local else \
+            "check the account's name and your network"
+        return f"cannot reach {where} ({_first_line(exc)}); {hint}"
     return None
 
 

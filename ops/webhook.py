@@ -8,7 +8,8 @@
 form) and sends it to WEBHOOK_BASE_URL (else http://127.0.0.1:7071, the local app), then
 prints the status and the answer; it exits 0 on 2xx. `sign` prints only the signature, for
 curl or a test. The auth token is TWILIO_AUTH_TOKEN (environment, local.settings.json, or the
-local default); it is never printed.
+local default); it is never printed. The local default only signs for this machine: for any
+other host, set TWILIO_AUTH_TOKEN to the account's auth token.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from twilio.request_validator import RequestValidator
 
-from devhost.settings import load_settings
+from ops.localsettings import LOCAL_AUTH_TOKEN, is_loopback, load_settings
 from ops.target import OpsError
 from shared.signature import FormParams, public_url
 
@@ -63,24 +64,30 @@ def signature(url: str, pairs: list[tuple[str, str]] | None, token: str) -> str:
     return str(RequestValidator(token).compute_signature(url, form))
 
 
-def _token(settings: dict[str, str]) -> str:
+def _token(settings: dict[str, str], url: str) -> str:
+    """The token to sign a request to `url` with."""
     token = settings.get("TWILIO_AUTH_TOKEN")
     if not token:
         raise OpsError("TWILIO_AUTH_TOKEN is not set (environment or local.settings.json)")
+    if token == LOCAL_AUTH_TOKEN and not is_loopback(url):
+        # Signed with the local token, a deployment answers 403: say why before sending.
+        raise OpsError(f"{urllib.parse.urlsplit(url).netloc or url} is not this machine and "
+                       "TWILIO_AUTH_TOKEN is the local development one: set TWILIO_AUTH_TOKEN "
+                       "to the Twilio account's auth token")
     return token
 
 
 def run_sign(args: argparse.Namespace) -> int:
     pairs = pairs_of(args.params)
-    print(signature(args.url, pairs or None, _token(load_settings())))
+    print(signature(args.url, pairs or None, _token(load_settings(), args.url)))
     return 0
 
 
 def run_webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
-    token = _token(settings)
     base = (args.base or settings.get("WEBHOOK_BASE_URL") or LOCAL_APP).rstrip("/")
     url = base + args.path if args.path.startswith("/") else args.path
+    token = _token(settings, url)
     pairs = pairs_of(args.params)
     signed_url = public_url(url, settings.get("WEBHOOK_BASE_URL"))
     data = None

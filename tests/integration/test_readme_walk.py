@@ -29,8 +29,8 @@ import pytest
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from devhost.settings import LOCAL_CALL_FLOW
 from ops.__main__ import parser as ops_parser
+from ops.localsettings import LOCAL_CALL_FLOW
 from shared.callflow import CallFlow, CallFlowError
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
 

@@ -16,9 +16,11 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
 from devhost import run_local, twilio_front
-from devhost.settings import DEV_DEFAULTS, LOCAL_CALL_FLOW, ROOT, file_values, load_settings
 from ops import deadletters as dl
-from ops import enqueue, jobs, target, text
+from ops import enqueue, jobs, target, text, webhook
+from ops.__main__ import main as ops_main
+from ops.__main__ import parser as ops_parser
+from ops.localsettings import DEV_DEFAULTS, LOCAL_CALL_FLOW, ROOT, file_values, load_settings
 from shared import deadletters
 from shared import jobs as jobs_module
 from shared.settings import Settings
@@ -160,6 +162,29 @@ def test_render_shows_known_fields_first_and_new_fields_as_they_are() -> None:
         "deadletters replay --job order-7` sends it again under a new id."])
 
 
+def test_an_unknown_outcome_says_to_look_at_twilio_before_the_replay_that_takes_it() -> None:
+    row = {"status": "unknown", "attempts": 3, "ambiguous": 1,
+           "last_error": "timeout after the request was sent"}
+    assert jobs.render("order-9", row, "twiliojobs", "Azurite", NOW) == "\n".join([
+        "job order-9  (table twiliojobs, Azurite)",
+        "  status               unknown: it may have reached Twilio: check the Twilio console "
+        "(dead letter outcome_unknown)",
+        "  attempts             3",
+        "  last error           timeout after the request was sent",
+        "  unclear attempts     1",
+        "This id is burned: enqueued again under it, the job is never sent. Twilio may have "
+        "sent it: check the Twilio console (Monitor > Logs) first; only if it was not sent, "
+        "`python -m ops deadletters replay --kind outcome_unknown --job order-9` sends it "
+        "again under a new id."])
+    # The command it names is one the tool takes, and it names this dead letter's kind (a
+    # replay skips outcome_unknown unless --kind or a message id names it).
+    command = jobs.render("order-9", row, "t", "w", NOW).split("`")[1].split()
+    parsed = ops_parser().parse_args(command[3:])
+    assert (parsed.kind, parsed.job) == (["outcome_unknown"], ["order-9"])
+    letter = dl.Letter.read("poison", message(envelope(kind="outcome_unknown", job_key="order-9")))
+    assert dl.selection(parsed, NOW).matches(letter) and letter.kind in parsed.kind
+
+
 def test_table_values_become_plain_json() -> None:
     from azure.data.tables import EdmType, EntityProperty
 
@@ -177,10 +202,46 @@ def test_a_missing_role_is_one_line_naming_the_role() -> None:
         "account st1 refused the request (403 AuthorizationPermissionMismatch): your login "
         "lacks a data role; `jobs show` needs 'Storage Table Data Reader'; `deadletters` and "
         "`enqueue` 'Storage Queue Data Contributor' (README: Operations)")
-    unreachable = target.explain(ServiceRequestError("Connection refused\nmore"), "Azurite")
-    assert unreachable == ("cannot reach Azurite (Connection refused); locally, is "
-                           "scripts/run-local running?")
     assert target.explain(ValueError("x"), "Azurite") is None
+
+
+def test_unreachable_storage_suggests_run_local_only_for_this_machine(tmp_path: Path) -> None:
+    env = {"LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}
+    refused = ServiceRequestError("Connection refused\nmore")
+    local = target.Session(target.resolve(args(), env))
+    assert local.explain(refused) == ("cannot reach Azurite (UseDevelopmentStorage=true) "
+                                      "(Connection refused); is scripts/run-local running?")
+    azurite = target.Session(target.resolve(args(connection_string=(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=k;"
+        "QueueEndpoint=http://127.0.0.1:21001/devstoreaccount1;")), env))
+    assert azurite.explain(refused) == ("cannot reach the storage of --connection-string "
+                                        "(Connection refused); is scripts/run-local running?")
+    for remote in (args(account="st1"), args(connection_string=(
+            "DefaultEndpointsProtocol=https;AccountName=st1;AccountKey=k;"
+            "EndpointSuffix=core.windows.net"))):
+        session = target.Session(target.resolve(remote, env))
+        assert not session.target.local
+        line = session.explain(refused)
+        assert line is not None and line.endswith(
+            "(Connection refused); check the account's name and your network"), line
+
+
+def test_an_sdk_error_in_a_session_leaves_as_one_line(tmp_path: Path) -> None:
+    import asyncio
+
+    names = target.resolve(args(), {"LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}).names
+    # A connection string: no login is asked for, nothing is sent.
+    remote = target.Target("account st1", names, connection_string="AccountName=st1")
+
+    async def fail() -> None:
+        async with target.Session(remote):
+            raise ServiceRequestError("Name or service not known")
+
+    with pytest.raises(target.OpsError) as caught:
+        asyncio.run(fail())
+    assert str(caught.value) == ("cannot reach account st1 (Name or service not known); check "
+                                 "the account's name and your network")
+    assert caught.value.code == 1 and isinstance(caught.value.__cause__, ServiceRequestError)
 
 
 def args(**over: Any) -> argparse.Namespace:
@@ -229,6 +290,41 @@ def test_enqueue_no_validate_sends_text_as_it_is() -> None:
     assert enqueue.message_text(sms) == (
         '{"type": "sms", "to": "+15551234567", "body": "hi", "id": "j-1"}',
         {"type": "sms", "to": "+15551234567", "body": "hi", "id": "j-1"})
+
+
+# -- signing -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["webhook", "--base", "https://func-x.azurewebsites.net", "/api/sms", "Body=hi"],
+    ["sign", "https://func-x.azurewebsites.net/api/sms", "Body=hi"]])
+def test_the_local_token_signs_only_for_this_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        argv: list[str]) -> None:
+    monkeypatch.setenv("LOCAL_SETTINGS_FILE", str(tmp_path / "none.json"))
+    for name in ("TWILIO_AUTH_TOKEN", "WEBHOOK_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert ops_main(argv) == 2  # refused before anything is sent
+    out = capsys.readouterr()
+    assert (out.out, out.err) == ("", f"python -m ops {argv[0]}: func-x.azurewebsites.net is "
+                                      "not this machine and TWILIO_AUTH_TOKEN is the local "
+                                      "development one: set TWILIO_AUTH_TOKEN to the Twilio "
+                                      "account's auth token\n")
+
+
+def test_a_set_token_signs_for_anywhere_and_the_local_one_for_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LOCAL_SETTINGS_FILE", str(tmp_path / "none.json"))
+    remote = "https://func-x.azurewebsites.net/api/sms"
+    token = "f" * 32
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
+    assert ops_main(["sign", remote, "Body=hi"]) == 0
+    assert capsys.readouterr().out == webhook.signature(remote, [("Body", "hi")], token) + "\n"
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN")
+    for local in ("http://127.0.0.1:7071/api/sms", "http://localhost:7071/api/sms"):
+        assert ops_main(["sign", local, "Body=hi"]) == 0
+        assert capsys.readouterr().out == webhook.signature(
+            local, [("Body", "hi")], DEV_DEFAULTS["TWILIO_AUTH_TOKEN"]) + "\n"
 
 
 # -- local settings ----------------------------------------------------------------------

@@ -2,15 +2,19 @@
 the local defaults below (which demonstrate every feature the README shows).
 
 Light on purpose (no SDK imports): `scripts/run-local`, the dev host and the `ops` tools
-all read settings through here.
+all read settings through here. It lives in `ops` because the tools are used against
+deployments too and must not depend on the local host (`devhost` imports it, not the other
+way round); nothing here is deployed (.funcignore).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where local.settings.json is read from; `LOCAL_SETTINGS_FILE` names another file (tests
@@ -45,6 +49,37 @@ DEV_DEFAULTS = {
     "SMS_KEYWORDS": json.dumps({"HOURS": "We are open 9 to 5.", "ADDRESS": "1 Main St"}),
     "CALL_FLOW": json.dumps(LOCAL_CALL_FLOW),
 }
+
+
+# Public, so no deployment accepts it: the tools sign with it only for this machine.
+LOCAL_AUTH_TOKEN = DEV_DEFAULTS["TWILIO_AUTH_TOKEN"]
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `url` points at this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def connection_fields(conn: str) -> dict[str, str]:
+    """A storage connection string's `Name=value` fields."""
+    return dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+
+
+def is_development_storage(conn: str) -> bool:
+    """`UseDevelopmentStorage=true`: Azurite on 10000-10002."""
+    return "usedevelopmentstorage=true" in conn.replace(" ", "").lower()
+
+
+def is_local_storage(conn: str) -> bool:
+    """A connection string for storage on this machine (Azurite)."""
+    return is_development_storage(conn) or is_loopback(
+        connection_fields(conn).get("QueueEndpoint", ""))
 
 
 def settings_file(env: Mapping[str, str] | None = None, root: Path = ROOT) -> Path:
