@@ -9,9 +9,12 @@ behind `devhost.twilio_front`); each is started unless it already listens there.
 app: `func start` where Azure Functions Core Tools are installed, else the dev host.
 
 Before anything starts, the settings are read and every port is checked: the app's port
-must be free, and a service's ports all free (start it) or all taken (reuse it). Ctrl-C
-stops everything started here, at any moment; a process that stops on its own is reported
-with the tail of its log, and the others are stopped.
+must be free, and a service's ports all free (start it) or all taken (reuse it, if it is
+what it should be: an Azurite that answers a queue call, the local Twilio API double's
+front). Once Azurite is up, the app's queues and jobs table are created there
+(`devhost.local_storage` says why). Ctrl-C stops everything started here, at any moment; a
+process that stops on its own is reported with the tail of its log, and the others are
+stopped.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devhost import services
+from devhost import local_storage, services
 from ops.localsettings import (
     ROOT,
     SETTINGS_FILE_VARIABLE,
@@ -72,6 +75,9 @@ class Plan:
     env: dict[str, str]
     azurite: tuple[int, ...] | None = None  # blob, queue, table (0: any free port)
     twilio_port: int | None = None
+    storage: str = ""  # AzureWebJobsStorage, when it is Azurite
+    queues: tuple[str, ...] = ()  # the app's, made on Azurite before the app starts
+    table: str = ""
     reuse: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
 
@@ -101,8 +107,13 @@ def plan(env: Mapping[str, str], app_port: int) -> Plan:
     out = Plan(app_port, dict(env))
     conn = settings.storage.connection_string
     out.azurite = azurite_ports(conn) if conn else None
+    out.storage = conn or ""
     if is_loopback(settings.api_base_url):
         out.twilio_port = urlsplit(settings.api_base_url).port or 80
+    out.queues = (settings.outbound_queue_name, settings.rejected_queue_name,
+                  settings.poison_queue_name, settings.inbound_queue_name,
+                  settings.status_queue_name)
+    out.table = settings.jobs_table_name
     out.summary = [
         f"outbound queue {settings.outbound_queue_name} (dead letters: "
         f"{settings.rejected_queue_name}, {settings.poison_queue_name}); jobs table "
@@ -132,13 +143,48 @@ def check_ports(p: Plan) -> None:
         elif taken:
             p.reuse.append("azurite")
     if p.twilio_port is not None and services.port_open(p.twilio_port):
-        p.reuse.append("twilio")
+        if services.is_twilio_front(f"http://127.0.0.1:{p.twilio_port}"):
+            p.reuse.append("twilio")
+        else:  # a bare Prism refuses MMS; anything else is not Twilio's API at all
+            problems.append(
+                f"port {p.twilio_port} (TWILIO_API_BASE_URL) is in use by something that is "
+                "not the local Twilio API double: stop it, or point TWILIO_API_BASE_URL at a "
+                "free port")
     ports = [p.app_port, *(p.azurite or ()), *([p.twilio_port] if p.twilio_port else [])]
     clash = sorted({port for port in ports if port and ports.count(port) > 1})
     if clash:
         problems.append(f"port(s) {', '.join(map(str, clash))} given to two services")
     if problems:
         raise StartError("; ".join(problems))
+    if "azurite" in p.reuse:
+        check_azurite(p)
+
+
+def check_azurite(p: Plan) -> None:
+    """One queue call to the Azurite this run would reuse, before anything starts."""
+    assert p.azurite is not None
+    where = f"127.0.0.1:{p.azurite[1]}"
+    try:
+        local_storage.probe(p.storage)
+    except local_storage.StorageProblem as exc:
+        if exc.api_version_refused:
+            raise StartError(
+                f"the Azurite on {where} refused a queue call ({exc}: it checks the API "
+                "version, and the SDK is newer): restart it with --skipApiVersionCheck, or "
+                "stop it and run again (run-local then starts its own)") from None
+        raise StartError(
+            f"what listens on {where} (Azurite's queue port) did not answer a queue call "
+            f"({exc}): stop it and run again, or point AzureWebJobsStorage at other ports"
+        ) from None
+
+
+def prepare_storage(p: Plan, where: str) -> None:
+    """The app's queues and table on Azurite (devhost.local_storage says why)."""
+    try:
+        local_storage.create(p.storage, p.queues, p.table)
+    except local_storage.StorageProblem as exc:
+        raise StartError(f"could not create the app's queues and table on {where}: {exc}"
+                         ) from None
 
 
 def _python() -> str:
@@ -164,21 +210,22 @@ def start(p: Plan, log_dir: Path, started: list[services.Service]) -> list[str]:
     if p.azurite is None:
         lines.append("storage   AzureWebJobsStorage from your settings (not local)")
     elif "azurite" in p.reuse:
-        lines.append(f"storage   the Azurite already on 127.0.0.1:{p.azurite[1]}")
+        where = f"127.0.0.1:{p.azurite[1]}"
+        prepare_storage(p, f"the Azurite on {where}")
+        lines.append(f"storage   the Azurite already on {where}")
     else:
         blob, queue, table = p.azurite
         azurite = services.start_azurite(log_dir, blob=blob, queue=queue, table=table,
                                          started=started)
         ports = azurite.ports
+        prepare_storage(p, f"Azurite on 127.0.0.1:{ports['queue']}")
         lines.append(f"storage   Azurite on 127.0.0.1:{ports['blob']}, {ports['queue']}, "
                      f"{ports['table']} (pid {azurite.pid}, log {_rel(azurite.log_path)})")
     if p.twilio_port is None:
         lines.append(f"Twilio    {p.env.get('TWILIO_API_BASE_URL')} from your settings")
     elif "twilio" in p.reuse:
-        known = services.is_twilio_front(f"http://127.0.0.1:{p.twilio_port}")
-        lines.append(f"Twilio    what already listens on 127.0.0.1:{p.twilio_port}" + (
-            " (the local Twilio API double)" if known else
-            " (not the local double's front: Prism alone refuses MMS; stop it and run again)"))
+        lines.append(f"Twilio    the local Twilio API double already on 127.0.0.1:"
+                     f"{p.twilio_port}")
     else:
         prism, front = services.start_twilio_double(log_dir, port=p.twilio_port,
                                                     started=started)
@@ -186,14 +233,25 @@ def start(p: Plan, log_dir: Path, started: list[services.Service]) -> list[str]:
                      f"{p.twilio_port}: Prism with Twilio's spec (pid {prism.pid}, log "
                      f"{_rel(prism.log_path)}) behind its front (pid {front.pid}, log "
                      f"{_rel(front.log_path)})")
-    func = shutil.which("func")
-    cmd = ([func, "start", "--port", str(p.app_port)] if func else
-           [sys.executable, "-m", "devhost", "--port", str(p.app_port)])
-    app = services.spawn("func start" if func else "dev host", cmd, log_path=None,
-                         ports={"http": p.app_port}, started=started, env=p.env, cwd=ROOT)
+    name, cmd, env = app_command(p)
+    app = services.spawn(name, cmd, log_path=None, ports={"http": p.app_port},
+                         started=started, env=env, cwd=ROOT)
     app.wait_ready(120, p.app_port)
     lines.append(f"app       {app.name} (pid {app.pid}) on http://127.0.0.1:{p.app_port}/api/")
     return lines
+
+
+def app_command(p: Plan) -> tuple[str, list[str], dict[str, str]]:
+    """`func start` where Core Tools are installed, else the dev host: name, command, env."""
+    func = shutil.which("func", path=p.env.get("PATH"))
+    if func is None:
+        return "dev host", [sys.executable, "-m", "devhost", "--port", str(p.app_port)], p.env
+    # The host starts its Python worker with the `python` it finds, which must be this venv's
+    # to import the app's packages: say so twice, on PATH and by name (Core Tools' own key).
+    env = {**p.env, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                             p.env.get("PATH", os.defpath)]),
+           "languageWorkers__python__defaultExecutablePath": sys.executable}
+    return "func start", [func, "start", "--port", str(p.app_port)], env
 
 
 def _rel(path: Path | None) -> str:

@@ -4,17 +4,22 @@ banner shows resolved names."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from devhost import services
-from tests.integration.run_local_helpers import READY, Ports, RunLocal, alive, local_env
+from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, alive, local_env
 
 
 @pytest.fixture
@@ -105,6 +110,8 @@ def test_a_dying_service_is_reported_with_its_log_tail(tmp_path: Path, ports: Po
                f"jobs table {env['JOBS_TABLE_NAME']}; events {env['INBOUND_QUEUE_NAME']}, " \
                f"{env['STATUS_QUEUE_NAME']}" in run.lines
         assert "  sender +15005550006; SMS keywords HOURS, ADDRESS; call flow on" in run.lines
+        # Made by run-local on its own Azurite: the dev host makes only the queue it reads.
+        assert storage_made(env) == app_storage(env)
         os.kill(run.pids()["Prism"], signal.SIGKILL)
         assert run.wait(30) == 1
     finally:
@@ -114,4 +121,118 @@ def test_a_dying_service_is_reported_with_its_log_tail(tmp_path: Path, ports: Po
     tail = out.split("its last lines:\n", 1)[1].splitlines()
     assert tail[0].startswith("  | ") and any("Prism is listening" in t for t in tail), out
     assert "Traceback" not in out
+    assert not [name for name, pid in run.pids().items() if alive(pid)]
+
+
+# -- what run-local makes, and what it reuses ---------------------------------------------
+
+def app_storage(env: dict[str, str]) -> tuple[set[str], set[str]]:
+    """The queues and table the app's settings name."""
+    out = env["OUTBOUND_QUEUE_NAME"]
+    return ({out, f"{out}-rejected", f"{out}-poison", env["INBOUND_QUEUE_NAME"],
+             env["STATUS_QUEUE_NAME"]}, {env["JOBS_TABLE_NAME"]})
+
+
+def storage_made(env: dict[str, str]) -> tuple[set[str], set[str]]:
+    conn = env["AzureWebJobsStorage"]
+    queues = {q.name for q in QueueServiceClient.from_connection_string(conn).list_queues()}
+    tables = {t.name for t in TableServiceClient.from_connection_string(conn).list_tables()}
+    return queues, tables
+
+
+def azurite_without_the_flag(ports: Ports, log_dir: Path) -> services.Service:
+    """An Azurite started by hand as its docs show, without --skipApiVersionCheck."""
+    cmd = [str(services.BIN / "azurite"), "--silent", "--disableTelemetry",
+           "--inMemoryPersistence", "--blobHost", "127.0.0.1", "--blobPort", str(ports.blob),
+           "--queueHost", "127.0.0.1", "--queuePort", str(ports.queue),
+           "--tableHost", "127.0.0.1", "--tablePort", str(ports.table)]
+    svc = services.spawn("Azurite", cmd, log_path=log_dir / "azurite.log",
+                         ports={"queue": ports.queue}, cwd=log_dir)
+    for port in (ports.blob, ports.queue, ports.table):
+        svc.wait_ready(30, port)
+    return svc
+
+
+def test_a_reused_azurite_that_refuses_queue_calls_stops_the_start(
+        tmp_path: Path, ports: Ports) -> None:
+    (tmp_path / "azurite").mkdir()
+    azurite = azurite_without_the_flag(ports, tmp_path / "azurite")
+    try:
+        run = RunLocal.start(local_env(tmp_path, ports), ports, tmp_path / "logs")
+        assert run.wait() == 1
+    finally:
+        azurite.stop()
+    assert run.lines == [
+        f"run-local: the Azurite on 127.0.0.1:{ports.queue} refused a queue call (400 "
+        "InvalidHeaderValue: it checks the API version, and the SDK is newer): restart it "
+        "with --skipApiVersionCheck, or stop it and run again (run-local then starts its own)"]
+    assert not services.port_open(ports.twilio)
+
+
+class NotTwilio(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+        self.send_error(404)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_an_unknown_server_on_the_twilio_port_stops_the_start(tmp_path: Path,
+                                                             ports: Ports) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", ports.twilio), NotTwilio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = RunLocal.start(local_env(tmp_path, ports), ports, tmp_path / "logs")
+        assert run.wait() == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.lines == [
+        f"run-local: port {ports.twilio} (TWILIO_API_BASE_URL) is in use by something that "
+        "is not the local Twilio API double: stop it, or point TWILIO_API_BASE_URL at a free "
+        "port"]
+    nothing_started(run, ports)
+
+
+# A stand-in for Core Tools' `func`: records how it was started and whether the Python it
+# was given imports the app, then serves --port (so run-local sees the app up).
+STUB_FUNC = """#!/bin/sh
+worker="$languageWorkers__python__defaultExecutablePath"
+if "$worker" -c "import function_app" 2>/dev/null; then imports=yes; else imports=no; fi
+printf '%s\\n' "$*" "$PATH" "$worker" "$imports" "$(command -v python)" > "$FUNC_STUB_RECORD"
+exec "$worker" -m http.server --bind 127.0.0.1 "$3"
+"""
+
+
+def test_func_start_gets_this_venv_and_finds_its_queues(tmp_path: Path, ports: Ports) -> None:
+    stub = tmp_path / "bin" / "func"
+    stub.parent.mkdir()
+    stub.write_text(STUB_FUNC)
+    stub.chmod(0o755)
+    record = tmp_path / "func-started"
+    env = local_env(tmp_path, ports, FUNC_STUB_RECORD=str(record))
+    env["PATH"] = f"{stub.parent}:/usr/local/bin:/usr/bin:/bin"
+    # An Azurite already running (with the flag): reused, probed, and given the queues.
+    azurite = services.start_azurite(tmp_path / "azurite", blob=ports.blob, queue=ports.queue,
+                                     table=ports.table)
+    run = RunLocal.start(env, ports, tmp_path / "logs")
+    try:
+        run.wait_for(READY)
+        venv_bin = ROOT / ".venv" / "bin"
+        assert record.read_text().splitlines() == [
+            f"start --port {ports.app}", f"{venv_bin}:{env['PATH']}", str(venv_bin / "python"),
+            "yes", str(venv_bin / "python")]
+        assert f"  app       func start (pid {run.pids()['func start']}) on " \
+               f"http://127.0.0.1:{ports.app}/api/" in run.lines
+        assert f"  storage   the Azurite already on 127.0.0.1:{ports.queue}" in run.lines
+        assert storage_made(env) == app_storage(env)
+        # The README's first enqueue, with no app that creates the queue.
+        res = subprocess.run([str(venv_bin / "python"), "-m", "ops", "enqueue", "--sms",
+                              "+15551234567", "Hello from the queue"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and res.stdout.startswith("enqueued job msg-"), res.stderr
+    finally:
+        run.stop()
+        azurite.stop()
+    assert "Traceback" not in run.output
     assert not [name for name, pid in run.pids().items() if alive(pid)]

@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import json
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -360,6 +361,23 @@ def test_run_local_reads_azurites_ports_from_the_connection_string() -> None:
     assert run_local.azurite_ports(conn) == (0, 21001, 21002)
     assert run_local.azurite_ports("DefaultEndpointsProtocol=https;AccountName=st1;"
                                    "AccountKey=k;EndpointSuffix=core.windows.net") is None
+
+
+def test_run_local_starts_func_with_this_venvs_python(tmp_path: Path) -> None:
+    values = load_settings(env={"LOCAL_SETTINGS_FILE": str(tmp_path / "none.json"),
+                                "PATH": "/usr/bin:/bin"})
+    p = run_local.plan(values, 7071)
+    assert run_local.app_command(p) == (
+        "dev host", [sys.executable, "-m", "devhost", "--port", "7071"], p.env)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "func").write_text("#!/bin/sh\n")
+    (bin_dir / "func").chmod(0o755)
+    p.env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
+    name, cmd, env = run_local.app_command(p)
+    assert (name, cmd) == ("func start", [str(bin_dir / "func"), "start", "--port", "7071"])
+    assert env == {**p.env, "PATH": f"{Path(sys.executable).parent}:{bin_dir}:/usr/bin:/bin",
+                   "languageWorkers__python__defaultExecutablePath": sys.executable}
 
 
 def test_run_local_refuses_bad_settings_before_anything(tmp_path: Path) -> None:
