@@ -2,8 +2,12 @@
 run it (no local.settings.json): read from the README itself, so an example added later
 (a job kind, a twimlet, a command) is walked too.
 
-- `sh` blocks: `.venv/bin/python -m ops ...` lines run as written and must succeed;
-  lines with `<placeholders>` (a deployment's names) must parse with the tool's options;
+- `sh` blocks: `.venv/bin/python -m ops ...` lines run as written, must succeed and must
+  print what their comments promise (`Promises`: the keyword's reply, the greeting and the
+  menu's `<Gather`, the job's status and SID, the dead letters and why they cannot be sent),
+  with the values read from the README (its `SMS_KEYWORDS` example, its call flow, its
+  jobs) and from the queues; a command with no such check fails the walk. Lines with
+  `<placeholders>` (a deployment's names) must parse with the tool's options;
   `az`/`azd`/`func azure`/`twilio` lines target Azure; anything else fails the walk.
 - `json` blocks: every job is enqueued and must be sent; the call flow must be the one the
   local defaults run; events are outputs.
@@ -21,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +33,16 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
+from twilio.twiml.messaging_response import MessagingResponse
 
 from ops.__main__ import parser as ops_parser
-from ops.localsettings import LOCAL_CALL_FLOW
+from ops.localsettings import DEV_DEFAULTS, LOCAL_CALL_FLOW
 from shared.callflow import CallFlow, CallFlowError
+from shared.ledger import FINAL_STATUSES
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
 
 README = ROOT / "README.md"
+KEYWORDS = re.compile(r"`SMS_KEYWORDS` \(a JSON object, e\.g\. `(\{[^`]*\})`\)")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 TWIMLET = re.compile(r"`(/api/twiml/[^`\s]+)`")
 TOOL = re.compile(r"^(\.venv/bin/)?python -m ops\b")
@@ -115,8 +123,17 @@ def examples(text: str) -> list[Example]:
     return sorted(found, key=lambda e: e.line)
 
 
+def readme_keywords(text: str) -> dict[str, str]:
+    m = KEYWORDS.search(text)
+    assert m, "README.md: no `SMS_KEYWORDS` example"
+    return dict(json.loads(m[1]))
+
+
 def test_the_readme_parses_into_known_examples() -> None:
-    found = examples(README.read_text())
+    text = README.read_text()
+    # The keyword replies the README shows are the ones the local defaults answer.
+    assert readme_keywords(text) == json.loads(DEV_DEFAULTS["SMS_KEYWORDS"])
+    found = examples(text)
     unknown = [f"README.md:{e.line}: {e.text}" for e in found if e.kind == "unknown"]
     assert unknown == [], "examples the walk does not know how to run"
     kinds = {e.kind for e in found}
@@ -170,15 +187,135 @@ class Walk:
             assert time.monotonic() < deadline, "the outbound queue did not drain"
             time.sleep(0.2)
 
-    def statuses(self) -> dict[str, str | None]:
+    def letters(self) -> list[dict[str, Any]]:
+        """The dead letters now in -rejected and -poison, oldest first (envelopes)."""
+        out = []
+        for suffix in ("-rejected", "-poison"):
+            for m in self.queue(suffix).peek_messages(32):
+                out.append({**json.loads(m.content), "message_id": m.id})
+        return sorted(out, key=lambda d: str(d.get("at")))
+
+    def status(self, key: str) -> str | None:
         table = TableClient.from_connection_string(self.conn, self.env["JOBS_TABLE_NAME"])
-        out = {}
-        for key in self.sent_keys:
-            try:
-                out[key] = table.get_entity("job", key).get("status")
-            except Exception:  # noqa: BLE001 - no row: reported below
-                out[key] = None
-        return out
+        try:
+            return table.get_entity("job", key).get("status")
+        except Exception:  # noqa: BLE001 - no row (yet)
+            return None
+
+    def statuses(self) -> dict[str, str | None]:
+        return {key: self.status(key) for key in self.sent_keys}
+
+
+def shell_argv(command: str) -> list[str]:
+    """The arguments a README command gives `python -m ops`, as the shell passes them (one
+    computes a date with `$(...)`)."""
+    echo = f"{shlex.quote(sys.executable)} -c 'import json, sys; print(json.dumps(sys.argv[1:]))'"
+    res = subprocess.run(TOOL.sub(echo, command, count=1), shell=True, executable="/bin/bash",
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return list(json.loads(res.stdout))
+
+
+def body(where: str, out: str) -> ET.Element:
+    """The TwiML of a webhook's answer (`ops webhook` prints the status line first)."""
+    status, _, text = out.partition("\n")
+    assert status.startswith("200 text/xml"), f"{where}\n{out}"
+    return ET.fromstring(text)
+
+
+class Promises:
+    """What each README command's comment says it prints, checked on what it printed."""
+
+    def __init__(self, walk: Walk, readme: str) -> None:
+        self.walk = walk
+        self.keywords = readme_keywords(readme)
+        self.call_flow = next(e.doc for e in examples(readme) if e.kind == "call_flow")
+        self.checked: set[str] = set()
+
+    def check(self, where: str, command: str, out: str) -> None:
+        args = ops_parser().parse_args(shell_argv(command))
+        name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        self.checked.add(f"{name} {getattr(args, 'path', '')}".strip())
+        if name == "webhook" and args.path == "/api/sms":
+            self.sms(where, args, out)
+        elif name == "webhook" and args.path == "/api/voice":
+            self.call(where, args, out)
+        elif name == "enqueue":
+            assert re.match(rf"^enqueued (job \S+|a message that is not JSON) as message \S+ "
+                            rf"on {self.walk.outbound} \(Azurite on ", out), f"{where}\n{out}"
+        elif name == "deadletters list":
+            self.dead_letters(where, args, out)
+        elif name == "jobs show":
+            self.job_row(where, args, out)
+        elif name == "deadletters replay" and args.dry_run:
+            self.dry_run(where, args, out)
+        else:
+            pytest.fail(f"{where}: the walk does not check what this command promises")
+
+    def sms(self, where: str, args: Any, out: str) -> None:
+        """# a signed SMS webhook: the keyword's reply"""
+        fields = dict(p.split("=", 1) for p in args.params)
+        reply = self.keywords[fields["Body"].split()[0].upper()]
+        expected = MessagingResponse()
+        expected.message(reply)
+        assert out == f"200 text/xml; charset=utf-8\n{expected}\n", where
+
+    def call(self, where: str, args: Any, out: str) -> None:
+        """# a call: greeting and menu (the menu is a redirect away, as Twilio follows it)"""
+        answer = body(where, out)
+        assert [(e.tag, e.text) for e in answer][:1] == [("Say", self.call_flow["greeting"])]
+        redirect = answer.find("Redirect")
+        assert redirect is not None and redirect.text, f"{where}\n{out}"
+        menu = body(where, self.walk.run(f"{where} -> {redirect.text[:60]}", [
+            sys.executable, "-m", "ops", "webhook", redirect.text, *args.params]))
+        gather = menu.find("Gather")
+        assert gather is not None, f"{where}: no <Gather in the menu"
+        assert [e.text for e in gather.iter("Say")] == [self.call_flow["menu"]["message"]]
+
+    def job_row(self, where: str, args: Any, out: str) -> None:
+        """# was it sent? as what?"""
+        deadline = time.monotonic() + 30
+        while self.walk.status(args.id) not in FINAL_STATUSES:
+            assert time.monotonic() < deadline, f"{where}: {args.id} never reached a final status"
+            time.sleep(0.2)
+        if args.json:
+            row = json.loads(out)
+            assert (row["status"], row["sid"][:2]) == ("sent", "SM"), f"{where}\n{out}"
+            return
+        lines = out.splitlines()
+        assert lines[0].startswith(f"job {args.id}  (table {self.walk.env['JOBS_TABLE_NAME']}")
+        assert re.search(r"^  status +sent: Twilio accepted it$", out, re.M), f"{where}\n{out}"
+        assert re.search(r"^  Twilio SID +SM[0-9a-f]{32}$", out, re.M), f"{where}\n{out}"
+
+    def selected(self, args: Any) -> list[dict[str, Any]]:
+        return [d for d in self.walk.letters() if not args.kind or d["kind"] in args.kind]
+
+    def dead_letters(self, where: str, args: Any, out: str) -> None:
+        """# what could not be sent, and why"""
+        letters = self.selected(args)
+        if not letters:
+            assert out == ("No dead letters match.\n" if args.kind else "No dead letters.\n")
+            return
+        header, *rows = out.splitlines()
+        assert header.split() == ["AGE", "QUEUE", "KIND", "CODE", "JOB", "KEY", "MESSAGE",
+                                  "ID", "REASON"], f"{where}\n{out}"
+        assert len(rows) == len(letters), f"{where}\n{out}"
+        for row, letter in zip(rows, letters, strict=True):
+            assert row.split()[2:6] == [letter["kind"], str(letter["twilio_code"] or "-"),
+                                        letter["job_key"] or "-", letter["message_id"]], row
+            assert row.endswith(" ".join(letter["reason"].split())), f"{where}\n{row}"
+
+    def dry_run(self, where: str, args: Any, out: str) -> None:
+        """# says why it cannot be sent as it is"""
+        letters = self.selected(args)
+        assert letters, f"{where}: nothing to replay"
+        lines = out.splitlines()
+        for letter in letters:
+            line = next((x for x in lines if letter["message_id"] in x), "")
+            assert line.startswith("skipped") and line.endswith(
+                f"still not a valid job ({letter['reason']}): fix it and enqueue it"), \
+                f"{where}\n{out}"
+        assert lines[-1].endswith("Dry run: nothing was changed.")
+        assert self.selected(args) == letters  # still there
 
 
 def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
@@ -187,13 +324,15 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     run = RunLocal.start(env, ports, tmp_path / "logs")
     walk = Walk(env)
+    readme = README.read_text()
+    promises = Promises(walk, readme)
     walked = 0
     try:
         run.wait_for(READY)
-        for e in examples(README.read_text()):
+        for e in examples(readme):
             where = f"README.md:{e.line}: {e.text[:100]}"
             if e.kind == "run":
-                walk.run(where, e.text)
+                promises.check(where, e.text, walk.run(where, e.text))
             elif e.kind == "job":
                 walk.run(where, [sys.executable, "-m", "ops", "enqueue", e.text])
             elif e.kind == "twimlet":
@@ -206,11 +345,13 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
                      if line.startswith("  ") and TOOL.match(line.strip())]
         assert try_lines, run.output
         for line in try_lines:
-            walk.run(f"the banner: {line}", line)
+            promises.check(f"the banner: {line}", line, walk.run(f"the banner: {line}", line))
         deadline = time.monotonic() + 30
         while set(walk.statuses().values()) - {"sent"} and time.monotonic() < deadline:
             time.sleep(0.2)
         assert walk.statuses() == dict.fromkeys(walk.sent_keys, "sent")
+        assert promises.checked == {"webhook /api/sms", "webhook /api/voice", "enqueue",
+                                    "jobs show", "deadletters list", "deadletters replay"}
         assert walk.mms >= 1  # the README's MMS example was sent
         assert [m.content for m in walk.queue("-poison").peek_messages(32)] == []
         rejected = [json.loads(m.content) for m in walk.queue("-rejected").peek_messages(32)]
