@@ -236,8 +236,12 @@ class Webhooks:
     async def _verify(self, request: WebhookRequest) -> Call:
         if len(request.body) > MAX_BODY_BYTES:
             raise BadRequest(413, "Request body too large.")
+        try:
+            received = urlsplit(request.url)
+        except ValueError:  # e.g. a Host header `[::1`: not a URL Twilio requested
+            raise BadRequest(403, "Invalid X-Twilio-Signature.") from None
         url = signature.public_url(request.url, self.settings.webhook_base_url)
-        query = _parse_form(urlsplit(request.url).query, "query string")
+        query = _parse_form(received.query, "query string")
         form: FormParams | None = None
         json_body: str | None = None
         if request.method.upper() == "POST" and request.body:

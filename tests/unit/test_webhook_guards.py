@@ -210,3 +210,48 @@ def test_events_from_oversized_signed_requests_fit_a_queue_message() -> None:
 def test_a_small_event_is_left_whole() -> None:
     event = {"event_id": "x", "body": "hi"}
     assert events.fit(event) == json.dumps(event)
+
+
+# -- signature edges that used to raise (a 503 and a traceback) ------------------------------
+
+@pytest.mark.parametrize("signature", ["é", "RSOYDt4T1cUTdK1PDd93/VVr8B8\u00e9", "\u2028", "✓" * 28])
+def test_a_non_ascii_signature_is_forged_not_a_503(signature: str, caplog: Any) -> None:
+    """hmac.compare_digest(str, str) raised TypeError on non-ASCII text."""
+    url = BASE + "sms"
+    res = handle(hooks(), "sms", WebhookRequest("POST", url, {
+        "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+        urlencode(SMS).encode()))
+    assert (res.status, res.body) == (403, "Invalid X-Twilio-Signature.\n")
+    assert "Traceback" not in caplog.text
+
+
+# What the worker sees as its URL comes from the Host header. Without WEBHOOK_BASE_URL that
+# URL is what is signed, and twilio's validator read its port and raised ValueError.
+BAD_HOSTS = ["func-x:abc", "func-x:99999", "func-x:-1", "[::1", "[::1]:x",
+             "func-x:80:80", "func-x:\u0661\u0662", "func-x\udcff"]
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS)
+def test_a_host_header_with_a_bad_port_is_forged_not_a_503(host: str, caplog: Any) -> None:
+    url = f"http://{host}/api/sms"
+    hook = Webhooks(settings(), CredentialCache(Source(), min_refresh_seconds=10),
+                    MemoryLedger(), MemoryQueues())  # no WEBHOOK_BASE_URL
+    try:
+        signature = sign(url, SMS)
+    except UnicodeEncodeError:  # a lone surrogate: nobody can sign that URL
+        signature = "x"
+    res = handle(hook, "sms", WebhookRequest("POST", url, {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": signature}, urlencode(SMS).encode()))
+    assert (res.status, res.body) == (403, "Invalid X-Twilio-Signature.\n")
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS)
+def test_behind_webhook_base_url_a_bad_host_header_does_not_matter(host: str) -> None:
+    """The public origin is signed, not what the worker saw: a valid signature passes (an
+    unparseable URL, which has no path to take, is refused)."""
+    res = handle(hooks(), "sms", WebhookRequest("POST", f"http://{host}/api/sms", {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": sign(BASE + "sms", SMS)}, urlencode(SMS).encode()))
+    assert res.status == (403 if host.startswith("[::1") and "]" not in host else 200)
