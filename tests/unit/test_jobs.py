@@ -321,6 +321,43 @@ def test_worst_inputs_are_refused_in_linear_time(name: str) -> None:
     assert rejected(WORST_INPUTS[name])
 
 
+@pytest.mark.parametrize("name, reason", [
+    ("media items", "field 'media_url': must be at most 10 items"),
+    ("variable count", "field 'content_variables': must be at most 20 entries"),
+])
+def test_a_list_over_its_limit_is_refused_for_that_alone(name: str, reason: str) -> None:
+    """Its thousands of items are not each checked and described: the reason was 2.5 MB."""
+    assert rejected(WORST_INPUTS[name]) == reason
+
+
+def test_a_refused_job_examines_a_bounded_number_of_errors() -> None:
+    # Every field of the wrong type, and ten bad media URLs: over 40 errors.
+    doc = {**dict.fromkeys(jobs.schema()["properties"], [None]), "type": "sms",
+           "to": "+15551234567", "media_url": ["x"] * 10}
+    examined = 0
+
+    def counted() -> Any:
+        nonlocal examined
+        for error in jobs._validator().iter_errors(doc):
+            examined += 1
+            yield error
+
+    assert len(jobs.errors(doc)) > 2 * jobs.MAX_ERRORS
+    reason = jobs.explain(doc, counted())
+    assert examined == jobs.MAX_ERRORS + 1  # the one after the last says "and more"
+    assert reason.endswith("; and more") and len(reason) <= jobs.MAX_REASON_CHARS
+    assert reason == rejected(doc)
+
+
+def test_each_clause_of_a_reason_is_cut_short() -> None:
+    key = "k" * 60000  # a path as long as a queue message
+    reason = rejected({"type": "sms", "to": "+15551234567", "content_sid": HX,
+                       "content_variables": {key: 5}})
+    cut = f"field 'content_variables[\"{key}\"]': must be of JSON type string"
+    assert reason == ("field 'content_variables': variable name \"" + "k" * 56 + "... must "
+                      "be at most 64 characters; " + cut[:jobs.MAX_CLAUSE_CHARS - 3] + "...")
+
+
 def _worst_url() -> str:
     # `&` is the costliest character a URL may hold: 5 bytes once XML-escaped on the queue.
     return "https://" + "&" * (jobs.schema()["$defs"]["https_url"]["maxLength"] - 8)
