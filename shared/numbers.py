@@ -2,4 +2,5 @@
 
 import re
 
-E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+# `\Z`, not `$`: `$` also matches before a final newline ("+15551234567\n").
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")

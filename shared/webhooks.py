@@ -171,8 +171,8 @@ class Webhooks:
         await self._once(call, record, f"status:{event['event_id']}")
         return WebhookResponse(204, "", "text/plain")
 
-    def _twimlet(self, name: str) -> Handler:
-        build = twimlets.TWIMLETS[name]
+    def _twimlet(self, name: str, build: twimlets.Twimlet | None = None) -> Handler:
+        build = build or twimlets.TWIMLETS[name]
         rendered: dict[str, twimlets.Result] = {}  # URL -> answer, for URL_ONLY twimlets
 
         async def handler(call: Call) -> WebhookResponse:
@@ -185,6 +185,9 @@ class Webhooks:
                         rendered.pop(next(iter(rendered)))  # the oldest
                     rendered[call.public_url] = result
             if result.jobs:
+                for job in result.jobs:
+                    _check_job(name, job)
+
                 async def enqueue() -> None:
                     for job in result.jobs:
                         await self._put(self.settings.outbound_queue_name, job)
@@ -286,6 +289,17 @@ class Webhooks:
                 raise BadRequest(400, f"{name} is not a Twilio SID.")
         return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
                     query=query, form=form or FormParams())
+
+
+def _check_job(twimlet: str, doc: Mapping[str, Any]) -> None:
+    """A twimlet's notification passes the queue trigger's own job validation before it is
+    queued. A bad one is this request's 400 (Twilio's debugger shows the reason, naming the
+    field), not a dead letter later or, too large for the queue, a 503 on every retry."""
+    try:
+        jobs.from_dict(dict(doc), clock=None)
+    except jobs.JobRejected as exc:
+        raise BadRequest(400, f"{twimlet}: its notification SMS cannot be sent: {exc}.") \
+            from None
 
 
 def _decode(body: bytes) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared import jobs
 from tests.unit.test_twimlets import CALLER, EMPTY, LINE, Twilio, X, action, amp, bad, ok, url
 
 FAIL = "https://example.com/please-try-later"
@@ -222,13 +223,27 @@ def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
 
 
 @pytest.mark.parametrize("recording", ["https://evil.example/RE1", "http://api.twilio.com/r/RE1",
-                                       "https://api.twilio.com.evil.example/RE1"])
+                                       "https://api.twilio.com.evil.example/RE1",
+                                       "https://[api.twilio.com/r/RE1",  # was a 503
+                                       "https://api.twilio.com/r/" + "R" * 500])
 def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
     twilio = Twilio()
     res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
                       {**REC, "RecordingUrl": recording})
     assert bad(res) == "RecordingUrl is not a Twilio recording URL."
     assert twilio.jobs() == []
+
+
+def test_voicemail_sms_quotes_a_caller_of_any_length_within_one_sms() -> None:
+    # A TwiML App's client names itself: 100 KB of it made a job too large for the queue.
+    twilio = Twilio()
+    caller = "client:" + "a" * 100_000
+    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")])
+    assert ok(twilio.post(here, {**REC, "From": caller}))
+    assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
+                              "body": "New voicemail from client:" + "a" * 54 + "...: "
+                                      "https://api.twilio.com/r/RE1.mp3"}]
+    jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
 
 
 @pytest.mark.parametrize("notify", ["abc", "+1555", "555-1234", "client:alice"])

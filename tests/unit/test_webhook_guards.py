@@ -13,9 +13,10 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from shared import events
+from shared import events, jobs
 from shared.credentials import CredentialCache, CredentialsError, TwilioCredentials
 from shared.storage import MAX_MESSAGE_BYTES, queue_bytes
+from shared.twimlets import Result
 from shared.webhooks import WebhookRequest, Webhooks
 from tests.helpers import (
     ACCOUNT_SID,
@@ -255,3 +256,35 @@ def test_behind_webhook_base_url_a_bad_host_header_does_not_matter(host: str) ->
         "content-type": "application/x-www-form-urlencoded",
         "x-twilio-signature": sign(BASE + "sms", SMS)}, urlencode(SMS).encode()))
     assert res.status == (403 if host.startswith("[::1") and "]" not in host else 200)
+
+
+# -- twimlet notifications: checked as the queue trigger checks a job, before they are queued --
+
+def test_a_twimlet_job_the_queue_would_refuse_is_a_400_and_nothing_is_queued() -> None:
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    notify = {"id": "voicemail-RE1", "type": "sms", "to": "+15559990000", "body": "x" * 1601}
+    hook.routes["twiml/voicemail"] = hook._twimlet(  # a twimlet with a bug, injected
+        "voicemail", lambda p, links: Result("<Response/>", [notify]))
+    res = handle(hook, "twiml/voicemail", post("twiml/voicemail", {"CallSid": "CA" + "1" * 32}))
+    assert (res.status, res.body) == (
+        400, "voicemail: its notification SMS cannot be sent: field 'body': must be at most "
+             "1600 characters.\n")
+    assert queues.messages == {}
+
+
+def test_every_notification_a_twimlet_queues_passes_the_job_schema() -> None:
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    form = {"CallSid": "CA" + "1" * 32, "From": "client:" + "é" * 10_000, "To": "+15005550006",
+            "Caller": "sip:" + "x" * 50_000, "RecordingSid": "RE" + "1" * 32,
+            "RecordingUrl": "https://api.twilio.com/r/RE" + "1" * 32,
+            "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 5_000}
+    for route, query in [
+            ("twiml/voicemail", "Notify=%2B15559990000"),
+            ("twiml/conference", "Moderators%5B%5D=%2B15559990000&EnableSmsNotifications=1")]:
+        assert handle(hook, route, post(route, form, query=query)).status == 200
+    texts = queues.texts("twilio-outbound")
+    assert len(texts) == 2
+    for text in texts:
+        jobs.from_dict(json.loads(text))
