@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from shared import events, jobs, signature, twiml, twimlets
 from shared.credentials import CredentialCache, CredentialsError
 from shared.ledger import Ledger
+from shared.numbers import MESSAGING_ADDRESS
 from shared.settings import Settings
 from shared.signature import FormParams
 from shared.storage import QueueWriter, TransientStorageError
@@ -126,6 +127,8 @@ class Webhooks:
     # -- routes ------------------------------------------------------------------------
 
     async def voice(self, call: Call) -> WebhookResponse:
+        if not call.get("CallSid"):  # its shape is checked with every SID field
+            raise BadRequest(400, "An incoming call needs CallSid.")
         flow = self.settings.call_flow
         if flow is None:
             return WebhookResponse(200, self._greeting)
@@ -133,12 +136,21 @@ class Webhooks:
                                                 Links(call.public_url)))
 
     async def sms(self, call: Call) -> WebhookResponse:
+        # Twilio sends every incoming message with its SID: without one, the effect would be
+        # keyed on the unsigned idempotency token, which a replay chooses.
+        sid = call.get("MessageSid") or call.get("SmsSid")
+        if not sid:
+            raise BadRequest(400, "An incoming message needs MessageSid (or SmsSid).")
+        for name in ("From", "To"):
+            if not MESSAGING_ADDRESS.fullmatch(call.get(name) or ""):
+                raise BadRequest(400, f"{name} is not a messaging address (E.164, a short "
+                                      "code, or a channel's, like whatsapp:+15551234567).")
+
         async def publish() -> None:
             await self._publish(self.settings.inbound_queue_name,
                                 events.inbound_sms(call.params))
 
-        sid = call.get("MessageSid") or call.get("SmsSid")
-        await self._once(call, publish, f"sms:{sid}" if sid else None)
+        await self._once(call, publish, f"sms:{sid}")
         word = (call.get("Body") or "").strip().split(maxsplit=1)
         keyword = word[0].strip(".,!?").upper() if word else ""
         if keyword in self._keyword_replies:
