@@ -443,6 +443,12 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
         if title == "template":
             return (f"field(s) {banned} not allowed with 'content_sid' (the template holds "
                     "the text and media)")
+        if title == "ignored with send_digits":
+            return (f"field(s) {banned} not allowed with 'send_digits' (Twilio ignores "
+                    "MachineDetection when SendDigits is given)")
+        if title == "ignored without async_amd":
+            return (f"field(s) {banned} not allowed without 'async_amd': true (Twilio posts "
+                    "the result there only when it detects in the background)")
         article = "an" if doc.get("type") == "sms" else "a"
         return f"field(s) {banned} not allowed in {article} {doc.get('type')} job"
     if kind == "anyOf" and title == "sms":

@@ -193,12 +193,32 @@ def test_whatsapp_message_with_one_media_url() -> None:
 def test_call_options() -> None:
     doc = {**CALL, "machine_detection": "DetectMessageEnd", "machine_detection_timeout": 30,
            "async_amd": True, "async_amd_status_callback": "https://cb.example/amd",
-           "timeout": 25, "time_limit": 600, "record": True, "send_digits": "ww1234#",
-           "caller_id": "+15557654321"}
+           "timeout": 25, "time_limit": 600, "record": True, "caller_id": "+15557654321"}
     job = jobs.from_dict(doc, clock=clock)
     assert (job.machine_detection, job.async_amd, job.timeout, job.record) == (
         "DetectMessageEnd", True, 25, True)
     assert jobs.to_dict(job) == doc
+    digits = {**CALL, "send_digits": "ww1234#", "timeout": 25, "caller_id": "+15557654321"}
+    assert jobs.to_dict(jobs.from_dict(digits, clock=clock)) == digits
+
+
+# Twilio's Calls API (twilio_api_v2010.json, SendDigits and MachineDetection): "If both
+# SendDigits and MachineDetection parameters are provided, then MachineDetection will be
+# ignored"; AsyncAmdStatusCallback is called only for detection in the background.
+@pytest.mark.parametrize("doc, reason", [
+    ({**CALL, "send_digits": "ww1#", "machine_detection": "Enable"},
+     "field(s) 'machine_detection' not allowed with 'send_digits' (Twilio ignores "
+     "MachineDetection when SendDigits is given)"),
+    ({**CALL, "machine_detection": "Enable", "async_amd_status_callback": "https://a.b/amd"},
+     "field(s) 'async_amd_status_callback' not allowed without 'async_amd': true (Twilio "
+     "posts the result there only when it detects in the background)"),
+    ({**CALL, "machine_detection": "Enable", "async_amd": False,
+      "async_amd_status_callback": "https://a.b/amd"},
+     "field(s) 'async_amd_status_callback' not allowed without 'async_amd': true (Twilio "
+     "posts the result there only when it detects in the background)"),
+])
+def test_call_options_twilio_would_ignore_are_refused(doc: dict, reason: str) -> None:
+    assert rejected(doc) == reason
 
 
 def test_integral_floats_become_integers() -> None:
@@ -369,6 +389,12 @@ def _largest_jobs() -> dict[str, dict[str, Any]]:
     variables = props["content_variables"]
     common = {"version": 1, "id": "i" * props["id"]["maxLength"],
               "status_callback": _worst_url()}
+    amd = {"machine_detection": "DetectMessageEnd", "machine_detection_timeout": 59,
+           "async_amd": True, "async_amd_status_callback": _worst_url()}
+    call = {**common, "type": "call", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
+            "say": text * props["say"]["maxLength"], "voice": "v" * 64,
+            "language": "en-" + "-".join(["abcdefgh"] * 3), **amd,
+            "timeout": 600, "time_limit": 86400, "record": True, "caller_id": "+1" + "5" * 14}
     return {
         "sms": {**common, "type": "sms", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
                 "messaging_service_sid": MG, "send_at": "2031-03-01T09:00:00.123456+01:00",
@@ -384,17 +410,14 @@ def _largest_jobs() -> dict[str, dict[str, Any]]:
                     text * variables["additionalProperties"]["maxLength"]
                 for i in range(variables["maxProperties"])},
             "validity_period": 36000, "shorten_urls": True},
-        "call": {**common, "type": "call", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
-                 "say": text * props["say"]["maxLength"], "voice": "v" * 64,
-                 "language": "en-" + "-".join(["abcdefgh"] * 3) + "x" * 0,
-                 "machine_detection": "DetectMessageEnd", "machine_detection_timeout": 59,
-                 "async_amd": True, "async_amd_status_callback": _worst_url(),
-                 "timeout": 600, "time_limit": 86400, "record": True,
-                 "send_digits": "W" * 32, "caller_id": "+1" + "5" * 14},
+        "call": call,
+        # SendDigits and MachineDetection exclude each other (Twilio ignores the second).
+        "call with digits": {**{k: v for k, v in call.items() if k not in amd},
+                             "send_digits": "W" * 32},
     }
 
 
-@pytest.mark.parametrize("kind", ["sms", "whatsapp template", "call"])
+@pytest.mark.parametrize("kind", ["sms", "whatsapp template", "call", "call with digits"])
 def test_the_largest_valid_job_fits_a_queue_message(kind: str) -> None:
     # The app re-enqueues a copy of a job for each retry (with its key as `id`): every
     # valid job must fit a storage queue message, whatever its content.
