@@ -477,6 +477,10 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
                  }[kind].format(error.validator_value)
         if "propertyNames" in error.relative_schema_path:
             return f"{where}: variable name {_short(error.instance)} must be {limit}"
+        if title == "variables":
+            least = rule["if"]["properties"]["content_variables"]["minProperties"]  # type: ignore[index]
+            return (f"{where}: must be {limit} with {least} or more variables (a job must "
+                    "fit one queue message)")
         return f"{where}: must be {limit}"
     return f"{where}: {error.message!s}"
 

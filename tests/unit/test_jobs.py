@@ -190,6 +190,27 @@ def test_whatsapp_message_with_one_media_url() -> None:
     assert job.media_url == ("https://a.example/label.pdf",)
 
 
+# Twilio takes up to 100 variables of up to 1600 characters each, names up to 16; a job must
+# fit one 64 KiB queue message (re-enqueued for a retry), so longer values need fewer of them.
+@pytest.mark.parametrize("count, longest", [(5, 1600), (20, 500), (100, 100)])
+def test_template_variables_up_to_twilios_count_shorter_as_they_grow(count: int,
+                                                                    longest: int) -> None:
+    def doc(n: int, length: int) -> dict[str, Any]:
+        return {"type": "sms", "to": "+15551234567", "content_sid": HX,
+                "content_variables": {f"v{i}": "x" * length for i in range(n)}}
+
+    assert jobs.from_dict(doc(count, longest), clock=clock).content_variables
+    first = "field 'content_variables[\"v0\"]': must be at most "
+    if count < 100:  # one more variable, with values this long: refused, saying why
+        assert rejected({**doc(count + 1, 1), "content_variables": {
+            **doc(count + 1, 1)["content_variables"], "v0": "x" * longest}}) == (
+            first + f"{ {5: 500, 20: 100}[count]} characters with {count + 1} or more "
+                    "variables (a job must fit one queue message)")
+    assert rejected({**doc(count, 1), "content_variables": {
+        **doc(count, 1)["content_variables"], "v0": "x" * (longest + 1)}}).startswith(
+        first + f"{longest} characters")
+
+
 def test_call_options() -> None:
     doc = {**CALL, "machine_detection": "DetectMessageEnd", "machine_detection_timeout": 30,
            "async_amd": True, "async_amd_status_callback": "https://cb.example/amd",
@@ -244,8 +265,9 @@ def test_send_at_window_edges_are_accepted(seconds: int) -> None:
     ({**SMS, "content_variables": {"1": "x"}}, "'content_sid' is required with 'content_variables'"),
     ({**SMS, "content_sid": HX, "content_variables": {"1": 5}}, "field 'content_variables[\"1\"]': must be of JSON type string"),
     ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"a b": "x"}}, "field 'content_variables': \"a b\" is not a variable name"),
-    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {str(i): "x" for i in range(21)}}, "field 'content_variables': must be at most 20 entries"),
-    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"1": "x" * 501}}, "field 'content_variables[\"1\"]': must be at most 500 characters"),
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {str(i): "x" for i in range(101)}}, "field 'content_variables': must be at most 100 entries"),
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"1": "x" * 1601}}, "field 'content_variables[\"1\"]': must be at most 1600 characters"),
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"first_name_long12": "x"}}, "field 'content_variables': variable name \"first_name_long12\" must be at most 16 characters"),
     ({**SMS, "validity_period": 0}, "field 'validity_period': must be at least 1"),
     ({**SMS, "validity_period": 36001}, "field 'validity_period': must be at most 36000"),
     ({**SMS, "shorten_urls": "yes"}, "field 'shorten_urls': must be of JSON type boolean"),
@@ -343,7 +365,7 @@ def test_worst_inputs_are_refused_in_linear_time(name: str) -> None:
 
 @pytest.mark.parametrize("name, reason", [
     ("media items", "field 'media_url': must be at most 10 items"),
-    ("variable count", "field 'content_variables': must be at most 20 entries"),
+    ("variable count", "field 'content_variables': must be at most 100 entries"),
 ])
 def test_a_list_over_its_limit_is_refused_for_that_alone(name: str, reason: str) -> None:
     """Its thousands of items are not each checked and described: the reason was 2.5 MB."""
@@ -375,7 +397,7 @@ def test_each_clause_of_a_reason_is_cut_short() -> None:
                        "content_variables": {key: 5}})
     cut = f"field 'content_variables[\"{key}\"]': must be of JSON type string"
     assert reason == ("field 'content_variables': variable name \"" + "k" * 56 + "... must "
-                      "be at most 64 characters; " + cut[:jobs.MAX_CLAUSE_CHARS - 3] + "...")
+                      "be at most 16 characters; " + cut[:jobs.MAX_CLAUSE_CHARS - 3] + "...")
 
 
 def _worst_url() -> str:
@@ -383,12 +405,20 @@ def _worst_url() -> str:
     return "https://" + "&" * (jobs.schema()["$defs"]["https_url"]["maxLength"] - 8)
 
 
+# (variables, longest value) at each step the schema allows: the largest of each must fit.
+_VARIABLE_TIERS = [(5, 1600), (20, 500), (100, 100)]
+
+
 def _largest_jobs() -> dict[str, dict[str, Any]]:
     props = jobs.schema()["properties"]
     text = "&"  # also the costliest character in text fields
-    variables = props["content_variables"]
+    name_length = props["content_variables"]["propertyNames"]["maxLength"]
     common = {"version": 1, "id": "i" * props["id"]["maxLength"],
               "status_callback": _worst_url()}
+    template = {**common, "type": "sms", "to": "whatsapp:+1" + "5" * 14,
+                "from": "whatsapp:+1" + "5" * 14, "messaging_service_sid": MG,
+                "send_at": "2031-03-01T09:00:00.123456+01:00", "content_sid": HX,
+                "validity_period": 36000, "shorten_urls": True}
     amd = {"machine_detection": "DetectMessageEnd", "machine_detection_timeout": 59,
            "async_amd": True, "async_amd_status_callback": _worst_url()}
     call = {**common, "type": "call", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
@@ -401,15 +431,9 @@ def _largest_jobs() -> dict[str, dict[str, Any]]:
                 "body": text * props["body"]["maxLength"],
                 "media_url": [_worst_url()] * props["media_url"]["maxItems"],
                 "validity_period": 36000, "shorten_urls": True},
-        "whatsapp template": {
-            **common, "type": "sms", "to": "whatsapp:+1" + "5" * 14,
-            "from": "whatsapp:+1" + "5" * 14, "messaging_service_sid": MG,
-            "send_at": "2031-03-01T09:00:00.123456+01:00", "content_sid": HX,
-            "content_variables": {
-                f"{i:02d}".ljust(variables["propertyNames"]["maxLength"], "v"):
-                    text * variables["additionalProperties"]["maxLength"]
-                for i in range(variables["maxProperties"])},
-            "validity_period": 36000, "shorten_urls": True},
+        **{f"template, {count} variables": {**template, "content_variables": {
+            f"{i:03d}".ljust(name_length, "v"): text * longest for i in range(count)}}
+           for count, longest in _VARIABLE_TIERS},
         "call": call,
         # SendDigits and MachineDetection exclude each other (Twilio ignores the second).
         "call with digits": {**{k: v for k, v in call.items() if k not in amd},
@@ -417,7 +441,8 @@ def _largest_jobs() -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.parametrize("kind", ["sms", "whatsapp template", "call", "call with digits"])
+@pytest.mark.parametrize("kind", ["sms", "call", "call with digits"] + [
+    f"template, {count} variables" for count, _ in _VARIABLE_TIERS])
 def test_the_largest_valid_job_fits_a_queue_message(kind: str) -> None:
     # The app re-enqueues a copy of a job for each retry (with its key as `id`): every
     # valid job must fit a storage queue message, whatever its content.
