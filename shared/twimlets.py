@@ -34,10 +34,12 @@ _OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")
 _SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
 _SID = re.compile(r"[A-Za-z0-9]{2,64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-# A phone number as Twilio takes it: E.164, or a US/Canada number in national form;
-# spaces, dots, dashes and parentheses are only how people write them.
+# A phone number as Twilio takes it: E.164, or a US/Canada number in national form with a
+# valid area code and exchange (NANP: neither starts with 0 or 1, so `0000000000` is not
+# one: Twilio would refuse it with 21211); spaces, dots, dashes and parentheses are only how
+# people write them.
 _PHONE_MARKS = re.compile(r"[\s().-]")
-_PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[0-9]{10}")
+_PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[2-9][0-9]{2}[2-9][0-9]{6}")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 
 MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
