@@ -5,8 +5,8 @@ Prints, in microseconds of CPU per job:
     validator built once and reused (the app before), through the validator fastjsonschema
     compiled once (the app now), and `jobs.parse` whole (decode, sizes, JSON, validation);
   - the worst inputs found for the schema (one queue message each, 64 KiB, built to make
-    a backtracking pattern crawl), through `jobs.parse`: refused, with the reason built by
-    jsonschema;
+    a backtracking pattern crawl, or holding thousands of bad items), through `jobs.parse`:
+    refused, with the reason built by jsonschema;
   - the pattern the schema had before (`^https://[^\\s/?#]+[^\\s]*$`) on its worst input at a
     few sizes, to show the quadratic growth the new patterns do not have.
 Figures are for people to read (this machine is shared and noisy), not asserted.
@@ -32,8 +32,9 @@ TYPICAL = {"id": "order-1042-shipped", "type": "sms", "to": "+15551234567",
 SMS = {"type": "sms", "to": "+15551234567", "body": "hi"}
 CALL = {"type": "call", "to": "+15551234567", "say": "hello"}
 HX = "HX" + "0123456789abcdef" * 2
-# Each about one queue message (64 KiB) of what a backtracking pattern hates: a long run the
-# repeated part matches, then a character that makes the whole fail at the very end.
+# Each about one queue message (64 KiB) of what a backtracking pattern hates (a long run the
+# repeated part matches, then a character that makes the whole fail at the very end), or of
+# what makes a validator list error after error (thousands of fields or items).
 WORST_INPUTS: dict[str, dict[str, Any]] = {
     "url": {**SMS, "status_callback": "https://" + "a" * 65000 + " "},
     "url path": {**SMS, "status_callback": "https://a/" + "b" * 65000 + " "},
@@ -44,6 +45,10 @@ WORST_INPUTS: dict[str, dict[str, Any]] = {
     "variables": {"type": "sms", "to": "+15551234567", "content_sid": HX,
                   "content_variables": {"a" * 65000 + " ": "x"}},
     "unknown fields": {**SMS, **{f"f{i}": 0 for i in range(5400)}},
+    # Many bad items under one field: each was checked and described (a 2 MB reason).
+    "media items": {"type": "sms", "to": "+15551234567", "media_url": ["x"] * 13000},
+    "variable count": {"type": "sms", "to": "+15551234567", "content_sid": HX,
+                       "content_variables": {str(i): 0 for i in range(5000)}},
 }
 OLD_URL_PATTERN = r"^https://[^\s/?#]+[^\s]*$"
 

@@ -197,7 +197,8 @@ def try_commands(env: Mapping[str, str], app_port: int) -> list[str]:
     base = "" if env.get("WEBHOOK_BASE_URL") or app_port == APP_PORT else \
         f" --base http://127.0.0.1:{app_port}"
     py = f"{_python()} -m ops"
-    return [f"{py} webhook{base} /api/sms From=+15551234567 Body=HOURS",
+    return [f"{py} webhook{base} /api/sms From=+15551234567 To=+15005550006 "
+            "MessageSid=SM0123456789abcdef0123456789abcdef Body=HOURS",
             f"{py} webhook{base} /api/voice From=+15551234567 To=+15005550006 "
             "CallSid=CA0123456789abcdef0123456789abcdef",
             f'{py} enqueue --sms +15551234567 "Hello from the queue"',

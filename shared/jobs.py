@@ -17,9 +17,10 @@ import datetime as dt
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -278,7 +279,31 @@ def _validator() -> Any:
         if validator.is_type(instance, "string") and not _regex(patrn).search(instance):
             yield ValidationError(f"{instance!r} does not match {patrn!r}")
 
-    return extend(Draft202012Validator, {"pattern": pattern})(schema())
+    def within_bounds(keyword: str) -> Callable[..., Iterator[Any]]:
+        # A list or object over its maxItems / maxProperties is refused for that alone:
+        # its thousands of items are not each checked (seconds of CPU for one message).
+        check = Draft202012Validator.VALIDATORS[keyword]
+
+        def bounded(validator: Any, value: Any, instance: Any, sub: Any) -> Iterator[Any]:
+            limit = sub.get("maxItems" if isinstance(instance, list) else "maxProperties")
+            if isinstance(instance, list | dict) and limit is not None and len(instance) > limit:
+                return
+            yield from check(validator, value, instance, sub)
+
+        return bounded
+
+    return extend(Draft202012Validator, {
+        "pattern": pattern,
+        **{k: within_bounds(k) for k in ("items", "propertyNames", "additionalProperties")},
+    })(schema())
+
+
+# A refused job's reason lists at most this many of jsonschema's errors, each clause cut to
+# MAX_CLAUSE_CHARS: a 64 KiB job can hold 16,000 bad items, whose every error (and the
+# reason listing them, 2.5 MB) cost seconds of CPU. The first few say what to fix.
+MAX_ERRORS = 20
+MAX_CLAUSE_CHARS = 300
+MAX_REASON_CHARS = MAX_ERRORS * (MAX_CLAUSE_CHARS + 2) + 20
 
 
 def errors(doc: Any) -> list[Any]:
@@ -286,16 +311,25 @@ def errors(doc: Any) -> list[Any]:
     return list(_validator().iter_errors(doc))
 
 
-def explain(doc: dict[str, Any]) -> str:
-    """Why `doc` fails the schema, one clause per problem, each naming the field."""
-    found = sorted(errors(doc), key=_error_order)
+def explain(doc: dict[str, Any], found: Iterable[Any] | None = None) -> str:
+    """Why `doc` fails the schema, one clause per problem, each naming the field: the first
+    MAX_ERRORS problems, then "and more" if there are. `found` (default: jsonschema's
+    errors, produced lazily) is read no further than that."""
+    source = iter(_validator().iter_errors(doc) if found is None else found)
+    first = sorted(islice(source, MAX_ERRORS), key=_error_order)
+    more = next(source, None) is not None
     # A fixed format's lengths follow from its pattern: report the pattern alone.
-    patterned = {tuple(e.absolute_path) for e in found if e.validator == "pattern"}
-    found = [e for e in found if not (e.validator in ("minLength", "maxLength")
+    patterned = {tuple(e.absolute_path) for e in first if e.validator == "pattern"}
+    first = [e for e in first if not (e.validator in ("minLength", "maxLength")
                                       and tuple(e.absolute_path) in patterned
                                       and _is_format(e))]
-    messages = list(dict.fromkeys(_describe(e, doc) for e in found))
-    return "; ".join(messages) or "the job does not match the schema"
+    messages = list(dict.fromkeys(_clause(_describe(e, doc)) for e in first))
+    reason = "; ".join(messages) or "the job does not match the schema"
+    return reason + "; and more" if more else reason
+
+
+def _clause(text: str) -> str:
+    return text if len(text) <= MAX_CLAUSE_CHARS else text[:MAX_CLAUSE_CHARS - 3] + "..."
 
 
 # -- checks the schema cannot express --------------------------------------------------------
@@ -409,6 +443,12 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
         if title == "template":
             return (f"field(s) {banned} not allowed with 'content_sid' (the template holds "
                     "the text and media)")
+        if title == "ignored with send_digits":
+            return (f"field(s) {banned} not allowed with 'send_digits' (Twilio ignores "
+                    "MachineDetection when SendDigits is given)")
+        if title == "ignored without async_amd":
+            return (f"field(s) {banned} not allowed without 'async_amd': true (Twilio posts "
+                    "the result there only when it detects in the background)")
         article = "an" if doc.get("type") == "sms" else "a"
         return f"field(s) {banned} not allowed in {article} {doc.get('type')} job"
     if kind == "anyOf" and title == "sms":
@@ -435,6 +475,12 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
                  "maxProperties": "at most {} entries", "type": "of JSON type {}",
                  "minimum": "at least {}", "maximum": "at most {}",
                  }[kind].format(error.validator_value)
+        if "propertyNames" in error.relative_schema_path:
+            return f"{where}: variable name {_short(error.instance)} must be {limit}"
+        if title == "variables":
+            least = rule["if"]["properties"]["content_variables"]["minProperties"]  # type: ignore[index]
+            return (f"{where}: must be {limit} with {least} or more variables (a job must "
+                    "fit one queue message)")
         return f"{where}: must be {limit}"
     return f"{where}: {error.message!s}"
 

@@ -55,8 +55,8 @@ def is_valid(*, url: str, auth_token: str, signature: str | None,
     `form` is the POST form (GET and JSON requests: None); `body` is a JSON body, checked
     through the `bodySHA256` query parameter Twilio adds to such requests.
     """
-    if not signature or not auth_token:
-        return False
+    if not signature or not auth_token or not signature.isascii() or not well_formed(url):
+        return False  # a signature is base64 (ASCII); Twilio requested a well-formed URL
     if body is not None and "bodySHA256" not in parse_qs(urlsplit(url).query):
         return False  # a JSON body Twilio signs always carries its hash in the URL
     validator = _validator(auth_token)
@@ -64,11 +64,24 @@ def is_valid(*, url: str, auth_token: str, signature: str | None,
         params = FormParams({k: list(v) for k, v in (form or {}).items()})
         # Twilio signs the URL it requested: try that first. `validate` computes two
         # signatures (the URL with and without its port); it runs only when this fails.
-        if hmac.compare_digest(validator.compute_signature(url, params, algorithm),
-                               signature):
+        if hmac.compare_digest(
+                validator.compute_signature(url, params, algorithm).encode(),
+                signature.encode()):
             return True
         return bool(validator.validate(url, params, signature, algorithm))
     return bool(validator.validate(url, body, signature, algorithm))
+
+
+def well_formed(url: str) -> bool:
+    """Whether `url` parses, port included. `RequestValidator.validate` reads the port (it
+    tries the URL with and without it) and raises ValueError on a Host header like
+    `host:abc`, `host:99999` or `[::1`; a URL Twilio requested never has one."""
+    try:
+        urlsplit(url).port  # noqa: B018 - read for the ValueError it raises
+        url.encode("utf-8")  # a lone surrogate cannot be signed
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=4)

@@ -34,13 +34,22 @@ _OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")
 _SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
 _SID = re.compile(r"[A-Za-z0-9]{2,64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-# A phone number as Twilio takes it: E.164, or a US/Canada number in national form;
-# spaces, dots, dashes and parentheses are only how people write them.
+# A phone number as Twilio takes it: E.164, or a US/Canada number in national form with a
+# valid area code and exchange (NANP: neither starts with 0 or 1, so `0000000000` is not
+# one: Twilio would refuse it with 21211); spaces, dots, dashes and parentheses are only how
+# people write them.
 _PHONE_MARKS = re.compile(r"[\s().-]")
-_PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[0-9]{10}")
+_PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[2-9][0-9]{2}[2-9][0-9]{6}")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 
 MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
+# A notification SMS must be a valid outbound job (a body of at most 1600 characters): what
+# it quotes from the request is cut to these lengths. A caller is a phone number, a client
+# or a SIP name (a TwiML App's client sets its own, of any length); Twilio's recording URLs
+# are about 120 characters.
+MAX_CALLER_CHARS = 64
+MAX_RECORDING_URL_CHARS = 512
+MAX_SMS_CHARS = 1600
 MAX_PASSWORD_TRIES = 3  # wrong conference pass codes per call before hanging up
 GENRES = frozenset({"classical", "ambient", "electronica", "guitars", "rock", "soft-rock"})
 TWILIO_HOLDMUSIC = "https://twimlets.com/holdmusic"  # Twilio's own, its default wait music
@@ -426,9 +435,7 @@ def _voicemail_jobs(p: Params, notify: str | None, transcript: str | None
     recording = p.get("RecordingUrl")
     if not notify or not recording:
         return []
-    host = urlsplit(recording).hostname or ""
-    if not recording.startswith("https://") or not (host == "twilio.com"
-                                                    or host.endswith(".twilio.com")):
+    if not _is_twilio_recording(recording):
         # The link goes to the owner's phone: only ever one of Twilio's.
         raise TwimletError("RecordingUrl is not a Twilio recording URL.")
     sid = p.get("RecordingSid") or recording.rsplit("/", 1)[-1]
@@ -436,9 +443,19 @@ def _voicemail_jobs(p: Params, notify: str | None, transcript: str | None
         raise TwimletError("RecordingSid is not a Twilio SID.")
     body = f"New voicemail from {_display(p.caller)}: {recording}.mp3"
     if transcript:
-        body = (body + f"\n{transcript}")[:1600]
+        body = (body + f"\n{transcript}")[:MAX_SMS_CHARS]
     # The job id makes the notification exactly-once, whatever Twilio retries.
     return [{"id": f"voicemail-{sid}", "type": "sms", "to": e164(notify), "body": body}]
+
+
+def _is_twilio_recording(url: str) -> bool:
+    if len(url) > MAX_RECORDING_URL_CHARS or not url.startswith("https://"):
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # e.g. "https://[x"
+        return False
+    return host == "twilio.com" or host.endswith(".twilio.com")
 
 
 def _display(number: str | None) -> str:
@@ -446,7 +463,13 @@ def _display(number: str | None) -> str:
     key = phone_key(number)
     if len(key) == 10 and _is_phone(number):
         return f"({key[:3]}) {key[3:6]}-{key[6:]}"
-    return number or "an unknown number"
+    return _quoted(number, "an unknown number")
+
+
+def _quoted(text: str | None, default: str) -> str:
+    """A caller as a notification quotes it: stripped, at most MAX_CALLER_CHARS."""
+    text = (text or "").strip() or default
+    return text if len(text) <= MAX_CALLER_CHARS else text[:MAX_CALLER_CHARS - 3] + "..."
 
 
 def menu(p: Params, links: Links) -> Result:
@@ -570,7 +593,7 @@ def _moderator_jobs(p: Params, moderators: list[str]) -> list[dict[str, Any]]:
     call_sid = p.get("CallSid") or ""
     if not _SID.fullmatch(call_sid):
         raise TwimletError("CallSid is not a Twilio SID.")
-    body = MODERATOR_SMS.format(p.get("Caller") or p.caller or "A caller")
+    body = MODERATOR_SMS.format(_quoted(p.get("Caller") or p.caller, "A caller"))
     line = p.called  # "the number this text came from": the conference line
     jobs = []
     for moderator in dict.fromkeys(e164(m) for m in moderators):
@@ -610,7 +633,8 @@ def holdmusic(p: Params, links: Links) -> Result:
 # the webhook renders each distinct URL once.
 URL_ONLY = frozenset({"echo", "message", "holdmusic"})
 
-TWIMLETS: dict[str, Callable[[Params, Links], Result]] = {
+Twimlet = Callable[[Params, Links], Result]
+TWIMLETS: dict[str, Twimlet] = {
     "echo": echo, "message": message, "forward": forward, "voicemail": voicemail,
     "menu": menu, "whisper": whisper, "simulring": simulring, "findme": findme,
     "conference": conference, "holdmusic": holdmusic,

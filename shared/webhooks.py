@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from shared import events, jobs, signature, twiml, twimlets
 from shared.credentials import CredentialCache, CredentialsError
 from shared.ledger import Ledger
+from shared.numbers import MESSAGING_ADDRESS
 from shared.settings import Settings
 from shared.signature import FormParams
 from shared.storage import QueueWriter, TransientStorageError
@@ -126,6 +127,8 @@ class Webhooks:
     # -- routes ------------------------------------------------------------------------
 
     async def voice(self, call: Call) -> WebhookResponse:
+        if not call.get("CallSid"):  # its shape is checked with every SID field
+            raise BadRequest(400, "An incoming call needs CallSid.")
         flow = self.settings.call_flow
         if flow is None:
             return WebhookResponse(200, self._greeting)
@@ -133,12 +136,21 @@ class Webhooks:
                                                 Links(call.public_url)))
 
     async def sms(self, call: Call) -> WebhookResponse:
+        # Twilio sends every incoming message with its SID: without one, the effect would be
+        # keyed on the unsigned idempotency token, which a replay chooses.
+        sid = call.get("MessageSid") or call.get("SmsSid")
+        if not sid:
+            raise BadRequest(400, "An incoming message needs MessageSid (or SmsSid).")
+        for name in ("From", "To"):
+            if not MESSAGING_ADDRESS.fullmatch(call.get(name) or ""):
+                raise BadRequest(400, f"{name} is not a messaging address (E.164, a short "
+                                      "code, or a channel's, like whatsapp:+15551234567).")
+
         async def publish() -> None:
             await self._publish(self.settings.inbound_queue_name,
                                 events.inbound_sms(call.params))
 
-        sid = call.get("MessageSid") or call.get("SmsSid")
-        await self._once(call, publish, f"sms:{sid}" if sid else None)
+        await self._once(call, publish, f"sms:{sid}")
         word = (call.get("Body") or "").strip().split(maxsplit=1)
         keyword = word[0].strip(".,!?").upper() if word else ""
         if keyword in self._keyword_replies:
@@ -171,8 +183,8 @@ class Webhooks:
         await self._once(call, record, f"status:{event['event_id']}")
         return WebhookResponse(204, "", "text/plain")
 
-    def _twimlet(self, name: str) -> Handler:
-        build = twimlets.TWIMLETS[name]
+    def _twimlet(self, name: str, build: twimlets.Twimlet | None = None) -> Handler:
+        build = build or twimlets.TWIMLETS[name]
         rendered: dict[str, twimlets.Result] = {}  # URL -> answer, for URL_ONLY twimlets
 
         async def handler(call: Call) -> WebhookResponse:
@@ -185,6 +197,9 @@ class Webhooks:
                         rendered.pop(next(iter(rendered)))  # the oldest
                     rendered[call.public_url] = result
             if result.jobs:
+                for job in result.jobs:
+                    _check_job(name, job)
+
                 async def enqueue() -> None:
                     for job in result.jobs:
                         await self._put(self.settings.outbound_queue_name, job)
@@ -236,8 +251,12 @@ class Webhooks:
     async def _verify(self, request: WebhookRequest) -> Call:
         if len(request.body) > MAX_BODY_BYTES:
             raise BadRequest(413, "Request body too large.")
+        try:
+            received = urlsplit(request.url)
+        except ValueError:  # e.g. a Host header `[::1`: not a URL Twilio requested
+            raise BadRequest(403, "Invalid X-Twilio-Signature.") from None
         url = signature.public_url(request.url, self.settings.webhook_base_url)
-        query = _parse_form(urlsplit(request.url).query, "query string")
+        query = _parse_form(received.query, "query string")
         form: FormParams | None = None
         json_body: str | None = None
         if request.method.upper() == "POST" and request.body:
@@ -282,6 +301,17 @@ class Webhooks:
                 raise BadRequest(400, f"{name} is not a Twilio SID.")
         return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
                     query=query, form=form or FormParams())
+
+
+def _check_job(twimlet: str, doc: Mapping[str, Any]) -> None:
+    """A twimlet's notification passes the queue trigger's own job validation before it is
+    queued. A bad one is this request's 400 (Twilio's debugger shows the reason, naming the
+    field), not a dead letter later or, too large for the queue, a 503 on every retry."""
+    try:
+        jobs.from_dict(dict(doc), clock=None)
+    except jobs.JobRejected as exc:
+        raise BadRequest(400, f"{twimlet}: its notification SMS cannot be sent: {exc}.") \
+            from None
 
 
 def _decode(body: bytes) -> str:

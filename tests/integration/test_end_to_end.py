@@ -60,7 +60,8 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
 
 def test_signed_webhook_over_http(app: dict[str, Any]) -> None:
     url = app["url"] + "/api/sms"
-    form = {"From": "+15551234567", "Body": "hello"}
+    form = {"MessageSid": "SM" + "2" * 32, "From": "+15551234567", "To": "+15005550006",
+            "Body": "hello"}
     req = urllib.request.Request(url, data=form_body(form), headers={
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Twilio-Signature": sign(url, form)})

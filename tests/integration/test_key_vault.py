@@ -28,7 +28,8 @@ def vault_runtime(kv: KeyVaultDouble, tls: Tls, storage_env: dict[str, str],
 
 
 def signed_sms_webhook(token: str) -> WebhookRequest:
-    form = {"From": "+15551234567", "Body": "hi"}
+    form = {"MessageSid": "SM" + "2" * 32, "From": "+15551234567", "To": "+15005550006",
+            "Body": "hi"}
     url = "http://127.0.0.1:7071/api/sms"
     return WebhookRequest("POST", url, {"content-type": "application/x-www-form-urlencoded",
                                         "x-twilio-signature": sign(url, form, token)},

@@ -25,7 +25,8 @@ SMS = {"type": "sms", "to": "+15551234567", "body": "hi"}
 async def scenarios(rt: Runtime) -> list[str]:
     seen: list[str] = []
     url = "http://127.0.0.1:7071/api/sms"
-    form = {"From": "+15551234567", "Body": "hi"}
+    form = {"MessageSid": "SM" + "2" * 32, "From": "+15551234567", "To": "+15005550006",
+            "Body": "hi"}
     for sig in (sign(url, form), "forged", None):
         headers = {"content-type": "application/x-www-form-urlencoded"}
         if sig:

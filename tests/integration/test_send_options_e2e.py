@@ -90,13 +90,16 @@ def test_every_sending_option_reaches_prism_through_the_queue(
              "content_variables": {"1": "Ada", "2": "1042"}},
             {"id": "e2e-amd", "type": "call", "to": TO, "say": "Your appointment is tomorrow.",
              "machine_detection": "DetectMessageEnd", "async_amd": True, "timeout": 25,
-             "time_limit": 600, "record": True, "send_digits": "ww1#", "caller_id": FROM})
-    creates = wait_for(lambda: len(c := [r for r in prism_recorder.creates() if r.status]) >= 5
+             "time_limit": 600, "record": True, "caller_id": FROM},
+            # Twilio ignores MachineDetection beside SendDigits: a call has one or the other.
+            {"id": "e2e-digits", "type": "call", "to": TO, "url": "https://a.example/twiml",
+             "send_digits": "ww1#"})
+    creates = wait_for(lambda: len(c := [r for r in prism_recorder.creates() if r.status]) >= 6
                        and c)
     route = app["url"] + "/api/status?job="
     by_job = {r.form["StatusCallback"][0].rsplit("=", 1)[1]: r for r in creates}
     assert {k: r.status for k, r in by_job.items()} == dict.fromkeys(
-        ["e2e-ms", "e2e-from", "e2e-reminder", "e2e-wa", "e2e-amd"], 201)
+        ["e2e-ms", "e2e-from", "e2e-reminder", "e2e-wa", "e2e-amd", "e2e-digits"], 201)
     assert by_job["e2e-ms"].form == {  # the setting's Messaging Service, no From
         "To": [TO], "MessagingServiceSid": [MG], "Body": ["Sale today"],
         "ShortenUrls": ["true"], "ValidityPeriod": ["600"],
@@ -119,7 +122,10 @@ def test_every_sending_option_reaches_prism_through_the_queue(
         "MachineDetection": ["DetectMessageEnd"], "AsyncAmd": ["true"],
         "AsyncAmdStatusCallback": [route + "e2e-amd"], "Timeout": ["25"],
         "TimeLimit": ["600"], "Record": ["true"], "RecordingStatusCallback": [route + "e2e-amd"],
-        "SendDigits": ["ww1#"], "CallerId": [FROM]}
+        "CallerId": [FROM]}
+    assert by_job["e2e-digits"].form == {
+        "To": [TO], "From": [FROM], "Url": ["https://a.example/twiml"],
+        "StatusCallback": [route + "e2e-digits"], "SendDigits": ["ww1#"]}
     for key in by_job:
         assert wait_for(lambda k=key: row(app, k).get("status") == "sent")
 
@@ -181,6 +187,9 @@ def test_bad_combinations_land_in_rejected_naming_the_field(
         "amd-nowhere": ({"type": "call", "to": TO, "say": "x", "machine_detection": "Enable",
                          "async_amd": True}, "invalid_job",
                         "field 'async_amd': the result needs somewhere to go"),
+        "amd-digits": ({"type": "call", "to": TO, "say": "x", "machine_detection": "Enable",
+                        "send_digits": "1"}, "invalid_job",
+                       "field(s) 'machine_detection' not allowed with 'send_digits'"),
         "call-wa": ({"type": "call", "to": WA, "say": "x"}, "invalid_job",
                     f'field \'to\': "{WA}" is not an E.164 number like +15551234567'),
     }

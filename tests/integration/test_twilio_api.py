@@ -50,12 +50,17 @@ OPTIONS: dict[str, tuple[Job, str | None, dict[str, list[str]]]] = {
         Job("call", TO, say="This is a reminder.", voice="Polly.Joanna", language="en-US",
             machine_detection="DetectMessageEnd", machine_detection_timeout=30,
             async_amd=True, async_amd_status_callback=CB, timeout=25, time_limit=600,
-            record=True, status_callback=CB, send_digits="ww1234#", caller_id=FROM), FROM,
+            record=True, status_callback=CB, caller_id=FROM), FROM,
         {"To": [TO], "From": [FROM], "Twiml": [SAY], "StatusCallback": [CB],
          "MachineDetection": ["DetectMessageEnd"], "MachineDetectionTimeout": ["30"],
          "AsyncAmd": ["true"], "AsyncAmdStatusCallback": [CB], "Timeout": ["25"],
          "TimeLimit": ["600"], "Record": ["true"], "RecordingStatusCallback": [CB],
-         "SendDigits": ["ww1234#"], "CallerId": [FROM]}),
+         "CallerId": [FROM]}),
+    # Twilio ignores MachineDetection beside SendDigits: the job schema allows one of them.
+    "call-digits": (
+        Job("call", TO, url="https://a.example/twiml", send_digits="ww1234#"), FROM,
+        {"To": [TO], "From": [FROM], "Url": ["https://a.example/twiml"],
+         "SendDigits": ["ww1234#"]}),
 }
 
 

@@ -190,15 +190,56 @@ def test_whatsapp_message_with_one_media_url() -> None:
     assert job.media_url == ("https://a.example/label.pdf",)
 
 
+# Twilio takes up to 100 variables of up to 1600 characters each, names up to 16; a job must
+# fit one 64 KiB queue message (re-enqueued for a retry), so longer values need fewer of them.
+@pytest.mark.parametrize("count, longest", [(5, 1600), (20, 500), (100, 100)])
+def test_template_variables_up_to_twilios_count_shorter_as_they_grow(count: int,
+                                                                    longest: int) -> None:
+    def doc(n: int, length: int) -> dict[str, Any]:
+        return {"type": "sms", "to": "+15551234567", "content_sid": HX,
+                "content_variables": {f"v{i}": "x" * length for i in range(n)}}
+
+    assert jobs.from_dict(doc(count, longest), clock=clock).content_variables
+    first = "field 'content_variables[\"v0\"]': must be at most "
+    if count < 100:  # one more variable, with values this long: refused, saying why
+        assert rejected({**doc(count + 1, 1), "content_variables": {
+            **doc(count + 1, 1)["content_variables"], "v0": "x" * longest}}) == (
+            first + f"{ {5: 500, 20: 100}[count]} characters with {count + 1} or more "
+                    "variables (a job must fit one queue message)")
+    assert rejected({**doc(count, 1), "content_variables": {
+        **doc(count, 1)["content_variables"], "v0": "x" * (longest + 1)}}).startswith(
+        first + f"{longest} characters")
+
+
 def test_call_options() -> None:
     doc = {**CALL, "machine_detection": "DetectMessageEnd", "machine_detection_timeout": 30,
            "async_amd": True, "async_amd_status_callback": "https://cb.example/amd",
-           "timeout": 25, "time_limit": 600, "record": True, "send_digits": "ww1234#",
-           "caller_id": "+15557654321"}
+           "timeout": 25, "time_limit": 600, "record": True, "caller_id": "+15557654321"}
     job = jobs.from_dict(doc, clock=clock)
     assert (job.machine_detection, job.async_amd, job.timeout, job.record) == (
         "DetectMessageEnd", True, 25, True)
     assert jobs.to_dict(job) == doc
+    digits = {**CALL, "send_digits": "ww1234#", "timeout": 25, "caller_id": "+15557654321"}
+    assert jobs.to_dict(jobs.from_dict(digits, clock=clock)) == digits
+
+
+# Twilio's Calls API (twilio_api_v2010.json, SendDigits and MachineDetection): "If both
+# SendDigits and MachineDetection parameters are provided, then MachineDetection will be
+# ignored"; AsyncAmdStatusCallback is called only for detection in the background.
+@pytest.mark.parametrize("doc, reason", [
+    ({**CALL, "send_digits": "ww1#", "machine_detection": "Enable"},
+     "field(s) 'machine_detection' not allowed with 'send_digits' (Twilio ignores "
+     "MachineDetection when SendDigits is given)"),
+    ({**CALL, "machine_detection": "Enable", "async_amd_status_callback": "https://a.b/amd"},
+     "field(s) 'async_amd_status_callback' not allowed without 'async_amd': true (Twilio "
+     "posts the result there only when it detects in the background)"),
+    ({**CALL, "machine_detection": "Enable", "async_amd": False,
+      "async_amd_status_callback": "https://a.b/amd"},
+     "field(s) 'async_amd_status_callback' not allowed without 'async_amd': true (Twilio "
+     "posts the result there only when it detects in the background)"),
+])
+def test_call_options_twilio_would_ignore_are_refused(doc: dict, reason: str) -> None:
+    assert rejected(doc) == reason
 
 
 def test_integral_floats_become_integers() -> None:
@@ -224,8 +265,9 @@ def test_send_at_window_edges_are_accepted(seconds: int) -> None:
     ({**SMS, "content_variables": {"1": "x"}}, "'content_sid' is required with 'content_variables'"),
     ({**SMS, "content_sid": HX, "content_variables": {"1": 5}}, "field 'content_variables[\"1\"]': must be of JSON type string"),
     ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"a b": "x"}}, "field 'content_variables': \"a b\" is not a variable name"),
-    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {str(i): "x" for i in range(21)}}, "field 'content_variables': must be at most 20 entries"),
-    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"1": "x" * 501}}, "field 'content_variables[\"1\"]': must be at most 500 characters"),
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {str(i): "x" for i in range(101)}}, "field 'content_variables': must be at most 100 entries"),
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"1": "x" * 1601}}, "field 'content_variables[\"1\"]': must be at most 1600 characters"),
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX, "content_variables": {"first_name_long12": "x"}}, "field 'content_variables': variable name \"first_name_long12\" must be at most 16 characters"),
     ({**SMS, "validity_period": 0}, "field 'validity_period': must be at least 1"),
     ({**SMS, "validity_period": 36001}, "field 'validity_period': must be at most 36000"),
     ({**SMS, "shorten_urls": "yes"}, "field 'shorten_urls': must be of JSON type boolean"),
@@ -321,43 +363,90 @@ def test_worst_inputs_are_refused_in_linear_time(name: str) -> None:
     assert rejected(WORST_INPUTS[name])
 
 
+@pytest.mark.parametrize("doc, reason", [
+    (WORST_INPUTS["media items"], "field 'media_url': must be at most 10 items"),
+    (WORST_INPUTS["variable count"], "field 'content_variables': must be at most 100 entries"),
+    # Each value is too long for the rules on many variables too: they are not checked.
+    ({"type": "sms", "to": "+15551234567", "content_sid": HX,
+      "content_variables": {str(i): "x" * 501 for i in range(101)}},
+     "field 'content_variables': must be at most 100 entries"),
+])
+def test_a_list_over_its_limit_is_refused_for_that_alone(doc: dict, reason: str) -> None:
+    """Its thousands of items are not each checked and described: the reason was 2.5 MB."""
+    assert rejected(doc) == reason
+
+
+def test_a_refused_job_examines_a_bounded_number_of_errors() -> None:
+    # Every field of the wrong type, and ten bad media URLs: over 40 errors.
+    doc = {**dict.fromkeys(jobs.schema()["properties"], [None]), "type": "sms",
+           "to": "+15551234567", "media_url": ["x"] * 10}
+    examined = 0
+
+    def counted() -> Any:
+        nonlocal examined
+        for error in jobs._validator().iter_errors(doc):
+            examined += 1
+            yield error
+
+    assert len(jobs.errors(doc)) > 2 * jobs.MAX_ERRORS
+    reason = jobs.explain(doc, counted())
+    assert examined == jobs.MAX_ERRORS + 1  # the one after the last says "and more"
+    assert reason.endswith("; and more") and len(reason) <= jobs.MAX_REASON_CHARS
+    assert reason == rejected(doc)
+
+
+def test_each_clause_of_a_reason_is_cut_short() -> None:
+    key = "k" * 60000  # a path as long as a queue message
+    reason = rejected({"type": "sms", "to": "+15551234567", "content_sid": HX,
+                       "content_variables": {key: 5}})
+    cut = f"field 'content_variables[\"{key}\"]': must be of JSON type string"
+    assert reason == ("field 'content_variables': variable name \"" + "k" * 56 + "... must "
+                      "be at most 16 characters; " + cut[:jobs.MAX_CLAUSE_CHARS - 3] + "...")
+
+
 def _worst_url() -> str:
     # `&` is the costliest character a URL may hold: 5 bytes once XML-escaped on the queue.
     return "https://" + "&" * (jobs.schema()["$defs"]["https_url"]["maxLength"] - 8)
 
 
+# (variables, longest value) at each step the schema allows: the largest of each must fit.
+_VARIABLE_TIERS = [(5, 1600), (20, 500), (100, 100)]
+
+
 def _largest_jobs() -> dict[str, dict[str, Any]]:
     props = jobs.schema()["properties"]
     text = "&"  # also the costliest character in text fields
-    variables = props["content_variables"]
+    name_length = props["content_variables"]["propertyNames"]["maxLength"]
     common = {"version": 1, "id": "i" * props["id"]["maxLength"],
               "status_callback": _worst_url()}
+    template = {**common, "type": "sms", "to": "whatsapp:+1" + "5" * 14,
+                "from": "whatsapp:+1" + "5" * 14, "messaging_service_sid": MG,
+                "send_at": "2031-03-01T09:00:00.123456+01:00", "content_sid": HX,
+                "validity_period": 36000, "shorten_urls": True}
+    amd = {"machine_detection": "DetectMessageEnd", "machine_detection_timeout": 59,
+           "async_amd": True, "async_amd_status_callback": _worst_url()}
+    call = {**common, "type": "call", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
+            "say": text * props["say"]["maxLength"], "voice": "v" * 64,
+            "language": "en-" + "-".join(["abcdefgh"] * 3), **amd,
+            "timeout": 600, "time_limit": 86400, "record": True, "caller_id": "+1" + "5" * 14}
     return {
         "sms": {**common, "type": "sms", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
                 "messaging_service_sid": MG, "send_at": "2031-03-01T09:00:00.123456+01:00",
                 "body": text * props["body"]["maxLength"],
                 "media_url": [_worst_url()] * props["media_url"]["maxItems"],
                 "validity_period": 36000, "shorten_urls": True},
-        "whatsapp template": {
-            **common, "type": "sms", "to": "whatsapp:+1" + "5" * 14,
-            "from": "whatsapp:+1" + "5" * 14, "messaging_service_sid": MG,
-            "send_at": "2031-03-01T09:00:00.123456+01:00", "content_sid": HX,
-            "content_variables": {
-                f"{i:02d}".ljust(variables["propertyNames"]["maxLength"], "v"):
-                    text * variables["additionalProperties"]["maxLength"]
-                for i in range(variables["maxProperties"])},
-            "validity_period": 36000, "shorten_urls": True},
-        "call": {**common, "type": "call", "to": "+1" + "5" * 14, "from": "+1" + "5" * 14,
-                 "say": text * props["say"]["maxLength"], "voice": "v" * 64,
-                 "language": "en-" + "-".join(["abcdefgh"] * 3) + "x" * 0,
-                 "machine_detection": "DetectMessageEnd", "machine_detection_timeout": 59,
-                 "async_amd": True, "async_amd_status_callback": _worst_url(),
-                 "timeout": 600, "time_limit": 86400, "record": True,
-                 "send_digits": "W" * 32, "caller_id": "+1" + "5" * 14},
+        **{f"template, {count} variables": {**template, "content_variables": {
+            f"{i:03d}".ljust(name_length, "v"): text * longest for i in range(count)}}
+           for count, longest in _VARIABLE_TIERS},
+        "call": call,
+        # SendDigits and MachineDetection exclude each other (Twilio ignores the second).
+        "call with digits": {**{k: v for k, v in call.items() if k not in amd},
+                             "send_digits": "W" * 32},
     }
 
 
-@pytest.mark.parametrize("kind", ["sms", "whatsapp template", "call"])
+@pytest.mark.parametrize("kind", ["sms", "call", "call with digits"] + [
+    f"template, {count} variables" for count, _ in _VARIABLE_TIERS])
 def test_the_largest_valid_job_fits_a_queue_message(kind: str) -> None:
     # The app re-enqueues a copy of a job for each retry (with its key as `id`): every
     # valid job must fit a storage queue message, whatever its content.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared import jobs
 from tests.unit.test_twimlets import CALLER, EMPTY, LINE, Twilio, X, action, amp, bad, ok, url
 
 FAIL = "https://example.com/please-try-later"
@@ -38,11 +39,12 @@ def test_forward_dials(params: list[tuple[str, str]], attrs: str) -> None:
 
 @pytest.mark.parametrize("allowed, caller, called", [
     ("+1 (555) 111-2222", CALLER, LINE),  # [FORWARD-1-3]: digits only
-    ("555-111-2222", CALLER, LINE),  # national form (original: matched only in API 2008-08-01)
-    ("15551112222", CALLER, LINE),
+    # National forms need a valid area code and exchange (CALLER's 111 is not one).
+    ("555-222-3333", "+15552223333", LINE),  # (original: matched only in API 2008-08-01)
+    ("15552223333", "+15552223333", LINE),
     ("+15005550006", CALLER, LINE),  # [FORWARD-1-6]: the number called is on the list
     ("+1 555 111 2222", "15551112222", LINE),
-    ("1-555-111-2222", "5551112222", "5005550006"),  # [FORWARD-1-5]: API 2008-08-01 numbers
+    ("1-555-222-3333", "5552223333", "5005550006"),  # [FORWARD-1-5]: API 2008-08-01 numbers
 ])
 def test_forward_allowed_callers_match_by_digits(allowed: str, caller: str,
                                                  called: str) -> None:
@@ -222,7 +224,9 @@ def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
 
 
 @pytest.mark.parametrize("recording", ["https://evil.example/RE1", "http://api.twilio.com/r/RE1",
-                                       "https://api.twilio.com.evil.example/RE1"])
+                                       "https://api.twilio.com.evil.example/RE1",
+                                       "https://[api.twilio.com/r/RE1",  # was a 503
+                                       "https://api.twilio.com/r/" + "R" * 500])
 def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
     twilio = Twilio()
     res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
@@ -231,11 +235,39 @@ def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
     assert twilio.jobs() == []
 
 
-@pytest.mark.parametrize("notify", ["abc", "+1555", "555-1234", "client:alice"])
+def test_voicemail_sms_quotes_a_caller_of_any_length_within_one_sms() -> None:
+    # A TwiML App's client names itself: 100 KB of it made a job too large for the queue.
+    twilio = Twilio()
+    caller = "client:" + "a" * 100_000
+    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")])
+    assert ok(twilio.post(here, {**REC, "From": caller}))
+    assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
+                              "body": "New voicemail from client:" + "a" * 54 + "...: "
+                                      "https://api.twilio.com/r/RE1.mp3"}]
+    jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
+
+
+@pytest.mark.parametrize("notify", [
+    "abc", "+1555", "555-1234", "client:alice",
+    # US/Canada national forms: the area code and the exchange start with 2-9 (NANP);
+    # Twilio refuses the others (21211).
+    "0000000000", "(000) 000-0000", "1234567890", "11234567890", "(415) 055-0122",
+    "415-155-0122", "1 (015) 555-0122", "21234567890"])
 def test_voicemail_notify_must_be_a_phone_number(notify: str) -> None:
     assert bad(Twilio().post(url("voicemail", [("Notify", notify)]))).startswith(
         "Notify must be a phone number: E.164 like +14155550122, or a US/Canada number like "
         f"(415) 555-0122; got {notify!r}.")
+
+
+@pytest.mark.parametrize("notify, to", [
+    ("(415) 555-0122", "+14155550122"), ("1-415-555-0122", "+14155550122"),
+    ("4155550122", "+14155550122"), ("(212) 200-0000", "+12122000000"),
+    ("+1 000 000 0000", "+10000000000"),  # E.164 is taken as written
+    ("+44 20 7946 0958", "+442079460958")])
+def test_voicemail_notify_takes_e164_and_nanp_numbers(notify: str, to: str) -> None:
+    twilio = Twilio()
+    assert ok(twilio.post(url("voicemail", [("Notify", notify), ("Transcribe", "false")]), REC))
+    assert [job["to"] for job in twilio.jobs()] == [to]
 
 
 # -- menu -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import hashlib
 
 import pytest
 
+from shared import jobs
 from tests.unit.test_twimlets import (
     CALL_SID,
     CALLER,
@@ -311,6 +312,28 @@ def test_conference_sms_notifications_go_through_the_outbound_queue() -> None:
          "from": LINE, "body": body},
         {"id": f"conference-{CALL_SID}-15558675309", "type": "sms", "to": "+15558675309",
          "from": LINE, "body": body}]
+
+
+@pytest.mark.parametrize("size", [2_000, 100_000])
+def test_conference_sms_quotes_a_caller_of_any_length_within_one_sms(size: int) -> None:
+    """A TwiML App's client sets its own Caller: 2 KB made a body over 1600 characters (a
+    job rejected later), 100 KB one too large for a queue message (a 503 with a traceback)."""
+    twilio = Twilio()
+    params = MODERATORS[:1] + [("EnableSmsNotifications", "true")]
+    assert ok(twilio.post(url("conference", params), {"Caller": "c" * size}))
+    assert twilio.jobs() == [
+        {"id": f"conference-{CALL_SID}-14155551212", "type": "sms", "to": "+14155551212",
+         "from": LINE, "body": "c" * 61 + "... has entered your conference.  Call the number "
+                                          "this text came from to join."}]
+    jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
+
+
+def test_conference_sms_is_from_the_line_only_if_it_is_e164_to_its_end() -> None:
+    # `$` matched before a final newline: the job then failed the schema's `to`/`from`.
+    twilio = Twilio()
+    params = MODERATORS[:1] + [("EnableSmsNotifications", "true")]
+    assert ok(twilio.post(url("conference", params), {"To": LINE + "\n"}))
+    assert [job.get("from") for job in twilio.jobs()] == [None]
 
 
 @pytest.mark.parametrize("flag", ["", "0"])

@@ -13,9 +13,10 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from shared import events
+from shared import events, jobs
 from shared.credentials import CredentialCache, CredentialsError, TwilioCredentials
 from shared.storage import MAX_MESSAGE_BYTES, queue_bytes
+from shared.twimlets import Result
 from shared.webhooks import WebhookRequest, Webhooks
 from tests.helpers import (
     ACCOUNT_SID,
@@ -124,7 +125,9 @@ def test_body_sha256_is_a_query_parameter_not_a_substring(caplog: Any) -> None:
             body.encode()))
         assert (res.status, res.body) == (403, "Invalid X-Twilio-Signature.\n")
     assert "Traceback" not in caplog.text
-    good = f"{BASE}voice?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}"
+    # A JSON body is not read as fields: the voice route's CallSid comes in the query here.
+    good = (f"{BASE}voice?CallSid=CA{'1' * 32}"
+            f"&bodySHA256={hashlib.sha256(body.encode()).hexdigest()}")
     res = handle(hooks(), "voice", WebhookRequest("POST", good, {
         "content-type": "application/json", "x-twilio-signature": sign(good)}, body.encode()))
     assert res.status == 200
@@ -197,16 +200,179 @@ def test_effect_keys_are_hashed_and_do_not_collide() -> None:
 def test_events_from_oversized_signed_requests_fit_a_queue_message() -> None:
     queues = MemoryQueues()
     hook = hooks(queues=queues)
-    big = {**SMS, "Body": "é" * 20_000, "From": "x" * 25_000, "NumMedia": "2",
+    big = {**SMS, "Body": "é" * 20_000, "ProfileName": "x" * 25_000, "NumMedia": "2",
            "MediaUrl0": "https://m.example/" + "a" * 30_000, "MediaUrl1": "https://m/1"}
     assert handle(hook, "sms", post("sms", big)).status == 200
     [text] = queues.texts("twilio-inbound")
     assert queue_bytes(text) <= MAX_MESSAGE_BYTES
     event = json.loads(text)
     assert event["message_sid"] == SMS["MessageSid"] and event["media"][1]["url"] == "https://m/1"
-    assert set(event["truncated"]) >= {"body", "from", "media.0.url"}
+    assert set(event["truncated"]) >= {"body", "profile_name", "media.0.url"}
 
 
 def test_a_small_event_is_left_whole() -> None:
     event = {"event_id": "x", "body": "hi"}
     assert events.fit(event) == json.dumps(event)
+
+
+# -- signature edges that used to raise (a 503 and a traceback) ------------------------------
+
+@pytest.mark.parametrize("signature", ["é", "RSOYDt4T1cUTdK1PDd93/VVr8B8\u00e9", "\u2028", "✓" * 28])
+def test_a_non_ascii_signature_is_forged_not_a_503(signature: str, caplog: Any) -> None:
+    """hmac.compare_digest(str, str) raised TypeError on non-ASCII text."""
+    url = BASE + "sms"
+    res = handle(hooks(), "sms", WebhookRequest("POST", url, {
+        "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature},
+        urlencode(SMS).encode()))
+    assert (res.status, res.body) == (403, "Invalid X-Twilio-Signature.\n")
+    assert "Traceback" not in caplog.text
+
+
+# What the worker sees as its URL comes from the Host header. Without WEBHOOK_BASE_URL that
+# URL is what is signed, and twilio's validator read its port and raised ValueError.
+BAD_HOSTS = ["func-x:abc", "func-x:99999", "func-x:-1", "[::1", "[::1]:x",
+             "func-x:80:80", "func-x:\u0661\u0662", "func-x\udcff"]
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS)
+def test_a_host_header_with_a_bad_port_is_forged_not_a_503(host: str, caplog: Any) -> None:
+    url = f"http://{host}/api/sms"
+    hook = Webhooks(settings(), CredentialCache(Source(), min_refresh_seconds=10),
+                    MemoryLedger(), MemoryQueues())  # no WEBHOOK_BASE_URL
+    try:
+        signature = sign(url, SMS)
+    except UnicodeEncodeError:  # a lone surrogate: nobody can sign that URL
+        signature = "x"
+    res = handle(hook, "sms", WebhookRequest("POST", url, {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": signature}, urlencode(SMS).encode()))
+    assert (res.status, res.body) == (403, "Invalid X-Twilio-Signature.\n")
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS)
+def test_behind_webhook_base_url_a_bad_host_header_does_not_matter(host: str) -> None:
+    """The public origin is signed, not what the worker saw: a valid signature passes (an
+    unparseable URL, which has no path to take, is refused)."""
+    res = handle(hooks(), "sms", WebhookRequest("POST", f"http://{host}/api/sms", {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": sign(BASE + "sms", SMS)}, urlencode(SMS).encode()))
+    assert res.status == (403 if host.startswith("[::1") and "]" not in host else 200)
+
+
+# -- twimlet notifications: checked as the queue trigger checks a job, before they are queued --
+
+def test_a_twimlet_job_the_queue_would_refuse_is_a_400_and_nothing_is_queued() -> None:
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    notify = {"id": "voicemail-RE1", "type": "sms", "to": "+15559990000", "body": "x" * 1601}
+    hook.routes["twiml/voicemail"] = hook._twimlet(  # a twimlet with a bug, injected
+        "voicemail", lambda p, links: Result("<Response/>", [notify]))
+    res = handle(hook, "twiml/voicemail", post("twiml/voicemail", {"CallSid": "CA" + "1" * 32}))
+    assert (res.status, res.body) == (
+        400, "voicemail: its notification SMS cannot be sent: field 'body': must be at most "
+             "1600 characters.\n")
+    assert queues.messages == {}
+
+
+def test_every_notification_a_twimlet_queues_passes_the_job_schema() -> None:
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    form = {"CallSid": "CA" + "1" * 32, "From": "client:" + "é" * 10_000, "To": "+15005550006",
+            "Caller": "sip:" + "x" * 50_000, "RecordingSid": "RE" + "1" * 32,
+            "RecordingUrl": "https://api.twilio.com/r/RE" + "1" * 32,
+            "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 5_000}
+    for route, query in [
+            ("twiml/voicemail", "Notify=%2B15559990000"),
+            ("twiml/conference", "Moderators%5B%5D=%2B15559990000&EnableSmsNotifications=1")]:
+        assert handle(hook, route, post(route, form, query=query)).status == 200
+    texts = queues.texts("twilio-outbound")
+    assert len(texts) == 2
+    for text in texts:
+        jobs.from_dict(json.loads(text))
+
+
+# -- re-split replay: Twilio signs the sorted names and values run together -------------------
+
+# An incoming SMS as Twilio posts it (its fields, in full).
+INBOUND = {"ToCountry": "US", "ToState": "CA", "SmsMessageSid": "SM" + "7" * 32,
+           "NumMedia": "0", "ToCity": "SAN FRANCISCO", "FromZip": "94105",
+           "SmsSid": "SM" + "7" * 32, "FromState": "CA", "SmsStatus": "received",
+           "FromCity": "SAN FRANCISCO", "Body": "hello", "FromCountry": "US",
+           "To": "+15005550006", "ToZip": "94105", "NumSegments": "1",
+           "MessageSid": "SM" + "7" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551234567",
+           "ApiVersion": "2010-04-01"}
+
+
+def resplit(form: dict[str, str], into: str, through: str) -> dict[str, str]:
+    """`form` with the fields after `into`, up to `through`, run into its value: the text
+    Twilio signs is the same, so the signature still holds."""
+    names = sorted(form)
+    absorbed = names[names.index(into) + 1:names.index(through) + 1]
+    out = {k: v for k, v in form.items() if k not in absorbed}
+    out[into] = form[into] + "".join(name + form[name] for name in absorbed)
+    return out
+
+
+def test_a_resplit_sms_without_its_sid_is_refused_however_often_it_is_replayed() -> None:
+    forged = resplit(resplit(INBOUND, "From", "MessageSid"), "NumMedia", "SmsStatus")
+    assert not {"MessageSid", "SmsSid", "SmsMessageSid"} & set(forged)
+    url = BASE + "sms"
+    assert sign(url, forged) == sign(url, INBOUND)  # the captured signature fits it
+    queues = MemoryQueues()
+    hook = hooks(queues=queues)
+    assert handle(hook, "sms", post("sms", INBOUND)).status == 200
+    answers = [handle(hook, "sms", post("sms", forged, headers={
+        "i-twilio-idempotency-token": f"fresh-{i}"})) for i in range(3)]
+    assert {(r.status, r.body) for r in answers} == {
+        (400, "An incoming message needs MessageSid (or SmsSid).\n")}
+    assert [json.loads(t)["event_id"] for t in queues.texts("twilio-inbound")] == [
+        INBOUND["MessageSid"]]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("From", INBOUND["From"] + "FromCitySAN FRANCISCO"), ("From", ""), ("From", None),
+    ("To", INBOUND["To"] + "ToCity"), ("To", None), ("From", "whatsapp:15551234567"),
+    ("From", "+0555"), ("To", "12")])
+def test_sms_from_and_to_must_be_messaging_addresses(name: str, value: str | None) -> None:
+    form = {k: v for k, v in {**INBOUND, name: value}.items() if v is not None}
+    res = handle(hooks(), "sms", post("sms", form))
+    assert (res.status, res.body) == (400, f"{name} is not a messaging address (E.164, a "
+                                           "short code, or a channel's, like "
+                                           "whatsapp:+15551234567).\n")
+
+
+@pytest.mark.parametrize("sender, recipient", [
+    ("+15551234567", "+15005550006"), ("whatsapp:+15551234567", "whatsapp:+15005550006"),
+    ("+15551234567", "12345"), ("rcs:+15551234567", "rcs:acme_agent"),
+    ("messenger:1234567890", "messenger:9876543210")])
+def test_sms_takes_every_address_form_twilio_sends(sender: str, recipient: str) -> None:
+    res = handle(hooks(), "sms", post("sms", {**INBOUND, "From": sender, "To": recipient}))
+    assert res.status == 200
+
+
+@pytest.mark.parametrize("route, form, reason", [
+    ("sms", {"From": "+15551234567", "To": "+15005550006", "Body": "hi"},
+     "An incoming message needs MessageSid (or SmsSid)."),
+    ("voice", {"From": "+15551234567", "To": "+15005550006"},
+     "An incoming call needs CallSid."),
+    ("status", {"MessageStatus": "delivered", "To": "+15551234567"},
+     "A status callback needs MessageSid or CallSid."),
+])
+def test_every_route_with_an_effect_or_a_caller_needs_twilios_sid(
+        route: str, form: dict[str, str], reason: str) -> None:
+    queues = MemoryQueues()
+    res = handle(hooks(queues=queues), route, post(route, form, headers={
+        "i-twilio-idempotency-token": "t-1"}))
+    assert (res.status, res.body) == (400, reason + "\n")
+    assert queues.messages == {}
+
+
+def test_a_resplit_status_callback_cannot_drop_its_sid() -> None:
+    status = {"AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01", "From": "+15005550006",
+              "MessageSid": "SM" + "6" * 32, "MessageStatus": "delivered",
+              "SmsSid": "SM" + "6" * 32, "SmsStatus": "delivered", "To": "+15551234567"}
+    forged = resplit(status, "From", "SmsStatus")
+    assert sign(BASE + "status", forged) == sign(BASE + "status", status)
+    res = handle(hooks(), "status", post("status", forged))
+    assert (res.status, res.body) == (400, "A status callback needs MessageSid or CallSid.\n")

@@ -99,7 +99,9 @@ def test_huge_body_is_413() -> None:
 
 def test_json_body_signed_with_body_sha256() -> None:
     body = '{"CallSid": "CA' + "1" * 32 + '", "Digits": "1"}'
-    url = BASE + "voice?bodySHA256=" + hashlib.sha256(body.encode()).hexdigest()
+    # A JSON body is not read as fields: the voice route's CallSid comes in the query here.
+    url = (BASE + "voice?CallSid=CA" + "1" * 32 + "&bodySHA256="
+           + hashlib.sha256(body.encode()).hexdigest())
     headers = {"content-type": "application/json", "x-twilio-signature": sign(url)}
     ok = asyncio.run(hooks().handle("voice", WebhookRequest("POST", url, headers,
                                                             body.encode())))
@@ -123,3 +125,25 @@ def test_twilio_retry_with_same_idempotency_token_logs_once(caplog: Any) -> None
              and r.levelno >= logging.INFO]
     assert [r.getMessage() for r in lines] == [
         "status callback sid=SM" + "9" * 32 + " status=delivered error_code=-"]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(host=st.text(alphabet=st.characters(blacklist_characters="/?#"), min_size=1,
+                    max_size=30),
+       signature=st.text(max_size=40), settings_header=st.none() | st.text(max_size=40),
+       base_url=st.booleans())
+def test_any_host_or_signature_header_is_403_never_503(host: str, signature: str,
+                                                       settings_header: str | None,
+                                                       base_url: bool) -> None:
+    """The worker's URL comes from the Host header: whatever it and the signature headers
+    hold, a request Twilio did not sign is forged (403), never a 503 with a traceback."""
+    creds = CredentialCache(EnvironmentSource(ACCOUNT_SID, AUTH_TOKEN))
+    hook = Webhooks(app_settings(WEBHOOK_BASE_URL="https://func-x.azurewebsites.net")
+                    if base_url else app_settings(), creds, MemoryLedger(), MemoryQueues())
+    headers = {"content-type": "application/x-www-form-urlencoded",
+               "x-twilio-signature": signature}
+    if settings_header is not None:
+        headers["x-twilio-webhooks-signature-settings"] = settings_header
+    response = asyncio.run(hook.handle("sms", WebhookRequest(
+        "POST", f"http://{host}/api/sms", headers, b"Body=hi")))
+    assert response.status == 403, response

@@ -67,7 +67,8 @@ def test_voice_greeting_from_settings_is_escaped() -> None:
 
 
 def test_sms_auto_reply_and_no_reply() -> None:
-    form = {"MessageSid": "SM" + "3" * 32, "From": "+15551234567", "Body": "hi"}
+    form = {"MessageSid": "SM" + "3" * 32, "From": "+15551234567", "To": "+15005550006",
+            "Body": "hi"}
     res = call("sms", http_request(f"{BASE}/sms", form))
     assert res.get_body().decode() == (
         XML + "<Response><Message>Thanks for your message. We will get back to you soon."
