@@ -144,7 +144,8 @@ class Webhooks:
         for name in ("From", "To"):
             if not MESSAGING_ADDRESS.fullmatch(call.get(name) or ""):
                 raise BadRequest(400, f"{name} is not a messaging address (E.164, a short "
-                                      "code, or a channel's, like whatsapp:+15551234567).")
+                                      "code, a sender ID, or a channel's, like "
+                                      "whatsapp:+15551234567).")
 
         async def publish() -> None:
             await self._publish(self.settings.inbound_queue_name,

@@ -333,19 +333,20 @@ def test_a_resplit_sms_without_its_sid_is_refused_however_often_it_is_replayed()
 @pytest.mark.parametrize("name, value", [
     ("From", INBOUND["From"] + "FromCitySAN FRANCISCO"), ("From", ""), ("From", None),
     ("To", INBOUND["To"] + "ToCity"), ("To", None), ("From", "whatsapp:15551234567"),
-    ("From", "+0555"), ("To", "12")])
+    ("From", "+0555"), ("To", "12"), ("From", "HSBCFromCityLONDON"), ("From", "1234567890123")])
 def test_sms_from_and_to_must_be_messaging_addresses(name: str, value: str | None) -> None:
     form = {k: v for k, v in {**INBOUND, name: value}.items() if v is not None}
     res = handle(hooks(), "sms", post("sms", form))
     assert (res.status, res.body) == (400, f"{name} is not a messaging address (E.164, a "
-                                           "short code, or a channel's, like "
+                                           "short code, a sender ID, or a channel's, like "
                                            "whatsapp:+15551234567).\n")
 
 
 @pytest.mark.parametrize("sender, recipient", [
     ("+15551234567", "+15005550006"), ("whatsapp:+15551234567", "whatsapp:+15005550006"),
     ("+15551234567", "12345"), ("rcs:+15551234567", "rcs:acme_agent"),
-    ("messenger:1234567890", "messenger:9876543210")])
+    ("messenger:1234567890", "messenger:9876543210"), ("HSBC", "+15005550006"),
+    ("Google", "+15005550006"), ("My Shop 24", "+15005550006")])
 def test_sms_takes_every_address_form_twilio_sends(sender: str, recipient: str) -> None:
     res = handle(hooks(), "sms", post("sms", {**INBOUND, "From": sender, "To": recipient}))
     assert res.status == 200
