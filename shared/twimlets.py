@@ -268,21 +268,15 @@ class Params:
             if not (key.startswith(prefix) and key.endswith("]")) or not values:
                 continue
             digits = key[len(prefix):-1]
-            if digits:
-                if not _OPTION_KEY.match(digits):
-                    raise TwimletError(f"{key}: a menu option is keyed by the digits a "
-                                       "caller presses (0-9, * or #, up to 10).")
-                pairs = [(digits, values[0])]
-            else:
-                pairs = []
-                for value in values:
-                    pairs.append((str(max(numbers, default=-1) + 1), value))
-                    numbers.append(int(pairs[-1][0]))
-            for digits, value in pairs:
-                if digits.isdigit() and str(int(digits)) == digits:
-                    numbers.append(int(digits))
+            if digits and not _OPTION_KEY.match(digits):
+                raise TwimletError(f"{key}: a menu option is keyed by the digits a caller "
+                                   "presses (0-9, * or #, up to 10).")
+            for value in values[:1] if digits else values:
+                slot = digits or str(max(numbers, default=-1) + 1)
+                if slot.isdigit() and str(int(slot)) == slot:
+                    numbers.append(int(slot))
                 if clean(value).strip():
-                    found[digits] = clean(value).strip()
+                    found[slot] = clean(value).strip()
         return found
 
     @property
