@@ -38,7 +38,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from ops.__main__ import parser as ops_parser
 from ops.localsettings import DEV_DEFAULTS, LOCAL_CALL_FLOW
 from shared.callflow import CallFlow, CallFlowError
-from shared.ledger import FINAL_STATUSES
+from shared.ledger import FINAL_STATUSES, job_partition
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
 
 README = ROOT / "README.md"
@@ -198,7 +198,7 @@ class Walk:
     def status(self, key: str) -> str | None:
         table = TableClient.from_connection_string(self.conn, self.env["JOBS_TABLE_NAME"])
         try:
-            return table.get_entity("job", key).get("status")
+            return table.get_entity(job_partition(key), key).get("status")
         except Exception:  # noqa: BLE001 - no row (yet)
             return None
 
