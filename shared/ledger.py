@@ -57,7 +57,8 @@ ATTEMPT_SECONDS = 45.0
 LEASE_SECONDS = 60.0
 
 # Statuses that end a job key for good: a job enqueued again under such a key is never sent
-# (the dead letter says why); re-sending it takes a new id (README: where every job ends).
+# (the dead letter says why); re-sending it takes a new id (docs/reliability.md: where every
+# job ends).
 FINAL_STATUSES = frozenset({"sent", "rejected", "failed", "unknown"})
 BURNED_STATUSES = FINAL_STATUSES - {"sent"}
 

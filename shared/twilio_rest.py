@@ -230,8 +230,8 @@ class TwilioApi:
         (epoch seconds), or None. Twilio's list resources filter by To and From (To only
         for a Messaging Service, which picks the sender); the body (for a message) and the
         creation time narrow it to this job. Two jobs with the same
-        recipient, sender and text in the same minutes cannot be told apart: the README says
-        so, and `reconciled` on the job's row shows what was found."""
+        recipient, sender and text in the same minutes cannot be told apart:
+        docs/reliability.md says so, and `reconciled` on the job's row shows what was found."""
         return await self._with_client(lambda client: self._find(client, job, from_number,
                                                                  since))
 

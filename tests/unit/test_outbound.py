@@ -470,7 +470,7 @@ def test_a_scheduled_job_whose_retry_falls_outside_the_window_ends_its_row() -> 
 
 
 def test_leases_and_timeouts_keep_their_order() -> None:
-    """The relations the exactly-once design rests on (README: leases and visibility): a
+    """The relations the exactly-once design rests on (docs/reliability.md: leases and visibility): a
     claim outlasts an attempt, an attempt holds a Twilio request and a look-up, a host
     invocation outlasts an attempt, and a timed-out request has landed before it is looked
     up."""
