@@ -68,7 +68,7 @@ resource deadLetterAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Twilio jobs dead-lettered'
-    description: 'A job went to <queue>-rejected or <queue>-poison. Kinds: invalid_job, no_sender, twilio_permanent, retries_exhausted, outcome_unknown (from the app); host_poison (the function crashed maxDequeueCount times). docs/deploy.md: Alerts on dead letters.'
+    description: 'A job went to <queue>-rejected or <queue>-poison. Kinds: invalid_job, no_sender, twilio_permanent, retries_exhausted, outcome_unknown, throttled (from the app); host_poison (the function crashed maxDequeueCount times). docs/deploy.md: Alerts on dead letters.'
     severity: 2
     enabled: true
     scopes: [applicationInsightsId]

@@ -481,7 +481,7 @@ DEFECTS = [
     ("re-provision", "app/keyvault.bicep", r"enablePurgeProtection: true", "enablePurgeProtection: false"),
     ("alert", ALERTS, r'" twilio_code=" twilio_code', '" code=" twilio_code'),
     ("alert", ALERTS, r'" reason=" reason;', ";"),
-    ("alert", ALERTS, r"outcome_unknown \(from the app\)", "(from the app)"),
+    ("alert", ALERTS, r"throttled \(from the app\)", "(from the app)"),
     ("alert", ALERTS, r"threshold: 0", "threshold: 5"),
     ("alert", ALERTS, r"    enabled: true\n    scopes", "    enabled: false\n    scopes"),
     ("alert", ALERTS, r"\* \"Moving message to queue '\"", "* \"Moved message to '\""),
