@@ -45,7 +45,8 @@ class Runtime:
         credentials = CredentialCache(source_for(settings, secret_client_factory),
                                       ttl_seconds=settings.secrets_ttl_seconds)
         storage = Storage(settings.storage, retry)
-        twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client)
+        twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client,
+                           max_concurrency=settings.twilio_max_concurrency)
         ledger = ledger or TableLedger(lambda: storage.table(settings.jobs_table_name),
                                        lease_seconds=lease_seconds, retry=retry)
         queues = queues or storage
