@@ -50,7 +50,7 @@ def credential(env: AzdEnv) -> Any:
     """The login azd itself uses (`azd auth login`: a person, or a pipeline's service principal)."""
     from azure.identity import AzureDeveloperCliCredential
 
-    return AzureDeveloperCliCredential(tenant_id=env.get("AZURE_TENANT_ID") or None,
+    return AzureDeveloperCliCredential(tenant_id=env.get("AZURE_TENANT_ID"),
                                        process_timeout=30)
 
 
