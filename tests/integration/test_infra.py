@@ -156,3 +156,27 @@ def test_outputs_for_azd_and_no_secret_in_them(infra: Infra) -> None:
 def test_parameters_file_names_only_known_parameters(infra: Infra) -> None:
     params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert set(params) <= set(infra.params("main.bicep"))
+
+
+def test_the_app_accepts_every_value_the_deployment_can_set(infra: Infra) -> None:
+    """Each sizing parameter that becomes an app setting: its default is the app's own, and its
+    smallest and largest values start the app (a value the app refused would fail every
+    invocation after a provision that `azd env set` allowed)."""
+    from shared.settings import Settings
+    from tests.integration.test_infra_rules import SIZING
+
+    local = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+             "KEY_VAULT_URL": "https://kv-app.vault.azure.net"}
+    defaults = Settings.from_env(local)
+    main = infra.params("main.bicep")
+    checked = 0
+    for param, where, (low, high) in SIZING.values():
+        setting = where.removeprefix("appSettings.")
+        if where == setting or setting.startswith(HOST_OVERRIDE):
+            continue
+        field = setting.lower()
+        assert getattr(defaults, field) == main[param]["default"], setting
+        for value in (low, high, main[param]["default"]):
+            assert getattr(Settings.from_env({**local, setting: str(value)}), field) == value
+        checked += 1
+    assert checked == 4  # TWILIO_MAX_CONCURRENCY and the throttle and retention settings
