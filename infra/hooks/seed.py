@@ -68,7 +68,8 @@ def seed(env: AzdEnv, vault: Any, resolve: Resolver, *, vault_name: str, say: Sa
     missing = [variable for variable, value in values.items() if not value]
     if missing:
         say(f"Not set yet in {vault_name}: {', '.join(name for _, name in absent)}. Until they "
-            "are, webhooks answer 503 and jobs wait in the queue (retried, not lost). Set "
+            "are, webhooks answer 503 and jobs fail their attempts, then wait in -poison for "
+            "`ops deadletters replay`. Set "
             + " and ".join(f"`azd env set-secret {v}`" for v in missing)
             + ", then `azd hooks run postprovision` (docs/deploy.md, Set the secrets).")
         return []

@@ -226,7 +226,8 @@ def test_without_values_nothing_is_written_and_the_hook_says_how(tls: Tls, vault
                      say=say) == []
     assert vault.versions("twilio-auth-token") == []
     assert say == ["Not set yet in kv-app: twilio-account-sid, twilio-auth-token. Until they are, "
-                   "webhooks answer 503 and jobs wait in the queue (retried, not lost). Set "
+                   "webhooks answer 503 and jobs fail their attempts, then wait in -poison for "
+                   "`ops deadletters replay`. Set "
                    "`azd env set-secret TWILIO_ACCOUNT_SID` and `azd env set-secret "
                    "TWILIO_AUTH_TOKEN`, then `azd hooks run postprovision` (docs/deploy.md, Set "
                    "the secrets)."]

@@ -652,6 +652,45 @@ def sampling_problems(host_json: dict[str, Any]) -> list[str]:
     return []
 
 
+# --- docs/deploy.md keeps up ----------------------------------------------------------------
+
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+# The built-in roles that may create role assignments (Microsoft's built-in roles: Owner, User
+# Access Administrator, Role Based Access Control Administrator).
+ASSIGNING_ROLES = ("Owner", "User Access Administrator", "Role Based Access Control Administrator")
+AZD_OWN = {"AZURE_ENV_NAME", "AZURE_LOCATION"}  # azd asks for these itself
+
+
+def deploy_doc_problems(infra: Infra, text: str) -> list[str]:
+    """docs/deploy.md states the prerequisites azure.yaml and the role assignments impose, the
+    vault's recover step, every azd variable main.parameters.json reads, and the sizing table
+    as the Bicep has it."""
+    problems = []
+    start = text.find("## Prerequisites")
+    prerequisites = " ".join(text[start:text.find("\n## ", start + 1)].split())
+    problems += [f"docs/deploy.md: Prerequisites must name {role}" for role in ASSIGNING_ROLES
+                 if role not in prerequisites]
+    required = str((infra.azure_yaml().get("requiredVersions") or {}).get("azd", ""))
+    version = required.removeprefix(">=").strip()
+    if not version or f"azd {version} or later" not in prerequisites:
+        problems.append(f"docs/deploy.md: Prerequisites must ask for azd {version} or later (azure.yaml)")
+    for needed in ("az keyvault recover --name <KEY_VAULT_NAME>", "409", "azd env set-secret TWILIO_AUTH_TOKEN",
+                   "TWILIO_CONNECT_NUMBERS", "## After azd up"):
+        if needed not in text:
+            problems.append(f"docs/deploy.md: must show {needed!r}")
+    variables = {v[0] for p in infra.mapping() if (v := infra.azd_variable(p))} - AZD_OWN
+    problems += [f"docs/deploy.md: azd variable {v} is not documented" for v in sorted(variables)
+                 if f"`{v}`" not in text and f" {v} " not in text]
+    main = infra.params(MAIN)
+    for variable, (param, _, _) in SIZING.items():
+        low, high = _range(main.get(param, {}))
+        accepted = f"{low}, {high}" if decorator(main.get(param, {}), "allowed") else f"{low} to {high}"
+        row = f"| `{variable}` ({main.get(param, {}).get('default')}) | {accepted} |"
+        if row not in text:
+            problems.append(f"docs/deploy.md: the sizing table must have {row}")
+    return problems
+
+
 # --- The rules on infra/ ---------------------------------------------------------------------
 
 INFRA_RULES: dict[str, Callable[[Infra], list[str]]] = {
@@ -826,3 +865,20 @@ def test_sampling_check_reports_sampled_traces() -> None:
     host = json.loads((ROOT / "host.json").read_text())
     host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"] = "Request"
     assert sampling_problems(host) != []
+
+
+def test_the_deploy_page_states_what_infra_imposes(infra: Infra) -> None:
+    assert deploy_doc_problems(infra, DEPLOY_DOC.read_text()) == []
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("Role Based Access Control Administrator", "an administrator"),
+    ("azd 1.17.1 or later", "a recent azd"),
+    ("az keyvault recover --name <KEY_VAULT_NAME>", "az keyvault show --name <KEY_VAULT_NAME>"),
+    ("| `MAXIMUM_INSTANCE_COUNT` (10) | 1 to 1000 |", "| `MAXIMUM_INSTANCE_COUNT` (40) | 40 to 1000 |"),
+    ("PRODUCER_PRINCIPAL_IDS", "PRODUCERS"),
+], ids=["role", "azd version", "recover", "sizing", "variable"])
+def test_the_deploy_page_check_reports_drift(infra: Infra, old: str, new: str) -> None:
+    text = DEPLOY_DOC.read_text()
+    assert old in text
+    assert deploy_doc_problems(infra, text.replace(old, new)) != []
