@@ -41,7 +41,18 @@ def given(env: AzdEnv, variable: str, resolve: Resolver, say: Say) -> str | None
         return None
     ref = AKVS.fullmatch(raw)
     if ref:
-        return resolve(ref["vault"], ref["secret"])
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        try:
+            return resolve(ref["vault"], ref["secret"])
+        except ResourceNotFoundError:
+            raise HookError(f"{variable} refers to secret {ref['secret']} in vault {ref['vault']}, "
+                            f"which is not there: set it again with `azd env set-secret "
+                            f"{variable}`.") from None
+        except HttpResponseError as exc:
+            raise HookError(f"could not read {variable} from vault {ref['vault']} (HTTP "
+                            f"{exc.status_code}): your login needs to read its secrets (Key "
+                            "Vault Secrets User), as when you ran `azd env set-secret`.") from None
     if raw.startswith("akvs://"):
         raise HookError(f"{variable} in {env.env_file} is not a Key Vault reference azd makes "
                         "(akvs://<subscription>/<vault>/<secret>): set it again with "

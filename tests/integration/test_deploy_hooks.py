@@ -256,6 +256,21 @@ def test_a_malformed_value_is_refused_before_anything_is_written(tls: Tls, vault
     assert vault.versions("twilio-account-sid") == []
 
 
+def test_a_reference_to_a_missing_secret_names_the_variable(tls: Tls, vault: Vault,
+                                                            mine: Vault) -> None:
+    env = azd_env(TWILIO_ACCOUNT_SID=SET_SECRET["TWILIO_ACCOUNT_SID"],
+                  TWILIO_AUTH_TOKEN="akvs://sub-1/kv-mine/gone")
+
+    def resolve(_: str, secret: str) -> str:
+        return str(client(mine, tls).get_secret(secret).value)
+
+    with pytest.raises(HookError) as err:
+        seed.seed(env, client(vault, tls), resolve, vault_name="kv-app", say=Lines())
+    assert str(err.value) == ("TWILIO_AUTH_TOKEN refers to secret gone in vault kv-mine, which is "
+                              "not there: set it again with `azd env set-secret TWILIO_AUTH_TOKEN`.")
+    assert vault.versions("twilio-account-sid") == []
+
+
 def test_a_deleted_secret_is_recovered_not_overwritten(tls: Tls, vault: Vault) -> None:
     vault.deleted.add("twilio-account-sid")
     env = azd_env(TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN)
