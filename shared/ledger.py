@@ -237,6 +237,10 @@ class TableLedger:
         insert or update that landed is recognised by its `claim_id`)."""
         return await retrying(lambda: fn(*args, **kwargs), self._retry, what)
 
+    async def table_client(self) -> Any:
+        """The async TableClient (retention sweeps with it), the table created once."""
+        return await self._client()
+
     async def _legacy_present(self, table: Any, partition: str) -> bool:
         return bool(await self._call("looking for rows of an earlier version",
                                      self._legacy.present, table, partition))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared import retention
 from shared.credentials import CredentialCache, source_for
 from shared.ledger import ATTEMPT_SECONDS, LEASE_SECONDS, Ledger, TableLedger
 from shared.outbound import OutboundProcessor
@@ -55,6 +56,16 @@ class Runtime:
                                       settle_seconds=2 * twilio.http_client.timeout)
         return cls(settings, credentials, Webhooks(settings, credentials, ledger, queues),
                    storage, twilio, processor)
+
+    async def sweep_ledger(self) -> retention.Sweep:
+        """One retention run over the jobs table (the timer trigger's work)."""
+        ledger = self.processor.ledger
+        if not isinstance(ledger, TableLedger):
+            raise TypeError("retention sweeps the Table Storage ledger only")
+        return await retention.sweep(
+            await ledger.table_client(),
+            job_retention_seconds=self.settings.job_retention_days * 86400,
+            effect_retention_seconds=self.settings.webhook_effect_retention_hours * 3600)
 
     async def close(self) -> None:
         await self.twilio.close()
