@@ -507,10 +507,15 @@ LEVELS = ("Trace", "Debug", "Information", "Warning", "Error", "Critical", "None
 # Function.<name>.User: dead_letter ..., and twilio_throttle ... summaries) and the host's poison
 # move (Host.Triggers.Queue). Per-invocation Information to drop: the host's Executing/Executed
 # (Function.<name>) and the app's own Information lines.
+# The hourly retention timer's one summary line (ledger_retention deleted=...) is Information and
+# cheap: kept.
 FUNCTIONS = sorted(set(re.findall(r'function_name\("(\w+)"\)', "".join(
     f.read_text() for f in (ROOT / "triggers").glob("*.py")))))
+HOURLY = ("retention",)
 LOG_KEPT = (*(f"Function.{f}.User" for f in FUNCTIONS), "Host.Triggers.Queue")
-LOG_DROPPED = (*(f"Function.{f}" for f in FUNCTIONS), *(f"Function.{f}.User" for f in FUNCTIONS))
+LOG_KEPT_INFORMATION = tuple(f"Function.{f}.User" for f in HOURLY)
+LOG_DROPPED = (*(f"Function.{f}" for f in FUNCTIONS),
+               *(f"Function.{f}.User" for f in FUNCTIONS if f not in HOURLY))
 
 
 def log_level(log_levels: dict[str, str], category: str) -> str:
@@ -527,6 +532,9 @@ def log_level_problems(infra: Infra) -> list[str]:
                 for c in LOG_KEPT if LEVELS.index(log_level(levels, c)) > LEVELS.index("Warning")]
     problems += [f"host.json: {c} logs at {log_level(levels, c)}: every invocation's Information is kept"
                  for c in LOG_DROPPED if LEVELS.index(log_level(levels, c)) <= LEVELS.index("Information")]
+    problems += [f"host.json: {c} logs at {log_level(levels, c)}: the hourly summary is lost"
+                 for c in LOG_KEPT_INFORMATION
+                 if LEVELS.index(log_level(levels, c)) > LEVELS.index("Information")]
     return problems
 
 
@@ -831,6 +839,8 @@ DEFECTS = [
     ("log levels", "../host.json", r'"Function": "Warning"', '"Function": "Information"'),
     ("log levels", "../host.json", r'"Function": "Warning"', '"Function": "Error"'),
     ("log levels", "../host.json", r'"Host\.Triggers\.Queue": "Warning"', '"Host.Triggers.Queue": "Error"'),
+    ("log levels", "../host.json", r',\n      "Function\.retention\.User": "Information"', ""),
+    ("log levels", "../host.json", r'"Function\.retention\.User": "Information"', '"Function.retention": "Information"'),
     ("alert", ALERTS, r'" twilio_code=" twilio_code', '" code=" twilio_code'),
     ("alert", ALERTS, r'" reason=" reason;', ";"),
     ("alert", ALERTS, r"throttled \(from the app\)", "(from the app)"),
