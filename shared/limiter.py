@@ -74,24 +74,32 @@ class AdaptiveLimiter:
     def limit(self) -> int:
         return max(1, int(self.window))
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Slot]:
-        """A place in the window for one request (waits while the window is full)."""
+    async def acquire(self, timeout: float | None = None) -> Slot:
+        """A place in the window for one request, waiting while the window is full; after
+        `timeout` seconds of waiting, TimeoutError (nothing was sent). `release` it."""
         changed = self._condition()
         started = self._clock()
-        async with changed:
+        async with asyncio.timeout(timeout), changed:
             await changed.wait_for(lambda: self.in_flight < self.limit)
             self.in_flight += 1
         self._period_waited += self._clock() - started
-        slot = Slot()
+        return Slot()
+
+    async def release(self, slot: Slot) -> None:
+        changed = self._condition()
+        async with changed:
+            self.in_flight -= 1
+            self._record(slot.outcome)
+            changed.notify(max(0, self.limit - self.in_flight))
+        self._maybe_report()
+
+    @asynccontextmanager
+    async def slot(self, timeout: float | None = None) -> AsyncIterator[Slot]:
+        slot = await self.acquire(timeout)
         try:
             yield slot
         finally:
-            async with changed:
-                self.in_flight -= 1
-                self._record(slot.outcome)
-                changed.notify(max(0, self.limit - self.in_flight))
-            self._maybe_report()
+            await self.release(slot)
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:  # made inside the running loop
