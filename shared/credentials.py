@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared import redaction
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 # How long after a new token version is written the version before it stays accepted on
 # webhooks (TWILIO_TOKEN_ROTATION_WINDOW_SECONDS): time to promote it in Twilio.

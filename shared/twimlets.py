@@ -13,7 +13,6 @@ originals do.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from shared import redaction
 from shared.numbers import E164
 from shared.signature import FormParams
 from shared.twiml import Speech, check_document, clean
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>[0-9]{0,6})\]$")
 _OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")

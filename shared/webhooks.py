@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from shared import events, jobs, signature, twiml, twimlets
+from shared import events, jobs, redaction, signature, twiml, twimlets
 from shared.credentials import CredentialCache, CredentialsError
 from shared.ledger import Ledger
 from shared.numbers import MESSAGING_ADDRESS
@@ -25,7 +25,7 @@ from shared.signature import FormParams
 from shared.storage import QueueWriter, TransientStorageError
 from shared.twimlets import Links, Params, TwimletError
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 # Twilio's webhook requests are a few KB; anything far larger is not from Twilio.
 MAX_BODY_BYTES = 256 * 1024

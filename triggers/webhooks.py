@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import azure.functions as func
 
 import shared
+from shared import redaction
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 # Twilio's signature is the authentication: a function key is not needed (and would have to
 # be part of every URL pasted into the Twilio console). A `code=` key still works if set.
