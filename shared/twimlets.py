@@ -41,6 +41,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PHONE_MARKS = re.compile(r"[\s().-]")
 _PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[2-9][0-9]{2}[2-9][0-9]{6}")
 _NOT_DIGIT = re.compile(r"[^0-9]")
+# A caller Twilio writes as a number: E.164 (API 2010) or digits (the 2008 API's Caller).
+# A Voice SDK client (`client:...`) or a SIP caller (`sip:...@host`) is never one.
+_CALLER_NUMBER = re.compile(r"\+?[0-9]{7,15}")
 
 MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
 # A notification SMS must be a valid outbound job (a body of at most 1600 characters): what
@@ -301,10 +304,24 @@ class Params:
         return self.get("From") or self.get("Caller")
 
     @property
+    def caller_number(self) -> str | None:
+        """The caller, only when it is a phone number: a Voice SDK client
+        (`client:14155550122`) or a SIP caller (`sip:+14155550122@host`) names itself, so
+        its digits must not match an allowed caller or a moderator."""
+        caller = self.caller
+        return caller if _CALLER_NUMBER.fullmatch(_PHONE_MARKS.sub("", caller or "")) else None
+
+    @property
     def called(self) -> str | None:
         """The number called; only a phone caller's: a Voice SDK or SIP caller sets `To`
         itself, so it must not unlock an allowed-caller list or a moderator seat."""
-        return (self.get("To") or self.get("Called")) if _is_phone(self.caller) else None
+        return (self.get("To") or self.get("Called")) if self.caller_number else None
+
+    def listed(self, numbers: Sequence[str]) -> bool:
+        """Whether this call is from (or, from a phone, to) one of `numbers`: how
+        AllowedCallers[] and Moderators[] match, by digits as the originals did."""
+        caller, called = self.caller_number, self.called
+        return any(same_number(caller, n) or same_number(called, n) for n in numbers)
 
 
 # -- shared stages ---------------------------------------------------------------------------
@@ -388,8 +405,7 @@ def forward(p: Params, links: Links) -> Result:
         raise TwimletError("PhoneNumber is required: the number to forward the call to.")
     # As on twimlets.com, only the bracketed form is a list: a plain AllowedCallers= is not.
     allowed = p.phones("AllowedCallers", bracketed_only=True)
-    if allowed and not any(same_number(p.caller, n) or same_number(p.called, n)
-                           for n in allowed):
+    if allowed and not p.listed(allowed):
         return Result(_doc(lambda r: r.say(RESTRICTED, **p.speech.attributes())))
     attrs: dict[str, Any] = {"action": links.here(Dial="true"), "timeout": p.timeout(20)}
     if p.get("CallerId"):
@@ -542,8 +558,7 @@ def conference(p: Params, links: Links) -> Result:
         return Result(_ask_pass_code(p, links, password, digits))
     # As on twimlets.com, only the bracketed form is a list: a plain Moderators= is not.
     moderators = p.phones("Moderators", bracketed_only=True)
-    is_moderator = any(same_number(p.caller, m) or same_number(p.called, m)
-                       for m in moderators)
+    is_moderator = p.listed(moderators)
     jobs: list[dict[str, Any]] = []
     if moderators and not is_moderator and p.get("EnableSmsNotifications", "0") != "0":
         jobs = _moderator_jobs(p, moderators)

@@ -74,6 +74,24 @@ def test_forward_restricted_caller_hears_the_originals_message(form: dict[str, s
     assert ok(res) == X("<Say>Sorry, you are calling from a restricted number. Good bye.</Say>")
 
 
+# Issue 19, point 2: a Voice SDK client or a SIP caller chooses its own identity, digits
+# and all; only a phone number matches an allowed caller (or a moderator).
+NOT_PHONES = ["client:14155550122", "sip:+14155550122@attacker.sip.twilio.com",
+              "sip:4155550122x@example.com"]
+
+
+@pytest.mark.parametrize("caller", NOT_PHONES)
+def test_forward_sdk_and_sip_callers_never_match_allowed_callers(caller: str) -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[]", "+14155550122")]
+    for form in ({"From": caller}, {"From": caller, "To": "+14155550122"},
+                 {"From": "", "Caller": caller}):
+        res = Twilio().post(url("forward", params), {"To": LINE, **form})
+        assert ok(res) == X("<Say>Sorry, you are calling from a restricted number. Good "
+                            "bye.</Say>")
+    assert ok(Twilio().post(url("forward", params), {"From": "+14155550122"})) == (
+        dial_forward(params))
+
+
 def test_forward_plain_allowed_callers_is_not_a_list_as_on_twimlets() -> None:
     params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers", "+15550000000")]
     assert ok(Twilio().post(url("forward", params))) == dial_forward(params)

@@ -24,6 +24,7 @@ from tests.unit.test_twimlets import (
     ok,
     url,
 )
+from tests.unit.test_twimlets_calls import NOT_PHONES
 
 FAIL = "https://example.com/please-try-later.mp3"
 THREE = ["415-555-1212", "415-555-1313", "415-555-1414"]
@@ -295,6 +296,21 @@ def test_conference_a_voice_sdk_caller_cannot_claim_the_line_as_moderator() -> N
     res = Twilio().post(url("conference", MODERATORS),
                         {"From": "client:alice", "To": "+1-555-867-5309"})
     assert ok(res) == moderated("false")
+
+
+@pytest.mark.parametrize("caller", NOT_PHONES)
+def test_conference_sdk_and_sip_callers_are_never_moderators(caller: str) -> None:
+    """Issue 19, point 2: they started the conference as moderators and, being no
+    moderator's number, got no SMS either way."""
+    params = [("Moderators[]", "+14155550122"), ("EnableSmsNotifications", "1")]
+    for form in ({"From": caller}, {"From": caller, "To": "+14155550122"},
+                 {"From": "", "Caller": caller}):
+        twilio = Twilio()
+        res = twilio.post(url("conference", params), {"To": LINE, **form})
+        assert ok(res) == X(
+            "<Say>You are now entering the conference line.</Say><Dial><Conference "
+            f'startConferenceOnEnter="false">{md5("4155550122")}</Conference></Dial>')
+        assert [job["to"] for job in twilio.jobs()] == ["+14155550122"]  # told, as anyone
 
 
 def test_conference_sms_notifications_go_through_the_outbound_queue() -> None:
