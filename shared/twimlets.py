@@ -33,6 +33,7 @@ _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>[0-9]{0,6})\]$")
 _OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")
 _SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
 _SID = re.compile(r"[A-Za-z0-9]{2,64}")
+_RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # A phone number as Twilio takes it: E.164, or a US/Canada number in national form with a
 # valid area code and exchange (NANP: neither starts with 0 or 1, so `0000000000` is not
@@ -47,12 +48,12 @@ _CALLER_NUMBER = re.compile(r"\+?[0-9]{7,15}")
 
 MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
 # A notification SMS must be a valid outbound job (a body of at most 1600 characters): what
-# it quotes from the request is cut to these lengths. A caller is a phone number, a client
-# or a SIP name (a TwiML App's client sets its own, of any length); Twilio's recording URLs
-# are about 120 characters.
+# it quotes from the request is cut to this length. A caller is a phone number, a client
+# or a SIP name (a TwiML App's client sets its own, of any length).
 MAX_CALLER_CHARS = 64
-MAX_RECORDING_URL_CHARS = 512
 MAX_SMS_CHARS = 1600
+# Where Twilio keeps a recording: the voicemail SMS links it, built from the SIDs.
+TWILIO_RECORDINGS = "https://api.twilio.com/2010-04-01/Accounts/{}/Recordings/{}"
 MAX_PASSWORD_TRIES = 3  # wrong conference pass codes per call before hanging up
 GENRES = frozenset({"classical", "ambient", "electronica", "guitars", "rock", "soft-rock"})
 TWILIO_HOLDMUSIC = "https://twimlets.com/holdmusic"  # Twilio's own, its default wait music
@@ -201,9 +202,11 @@ class Params:
     """Twimlet parameters: `Name`, `Name[0]`, `Name[]` ... and the speech settings."""
 
     values: FormParams
+    account_sid: str | None = None  # the account whose auth token signed the request
 
     @classmethod
-    def from_request(cls, query: FormParams, form: FormParams) -> Params:
+    def from_request(cls, query: FormParams, form: FormParams, *,
+                     account_sid: str | None) -> Params:
         """Settings come only from the signed URL's query; from the POST form only the
         fields Twilio itself sends at run time (they win over the query: they are this
         request's). A TwiML App reached from the Voice SDK receives the client's own
@@ -213,7 +216,7 @@ class Params:
         for name, items in form.items():
             if name in RUNTIME_FIELDS:
                 values[name] = list(items)
-        return cls(values)
+        return cls(values, account_sid)
 
     def has(self, name: str) -> bool:
         return name in self.values
@@ -442,30 +445,29 @@ def voicemail(p: Params, links: Links) -> Result:
 
 def _voicemail_jobs(p: Params, notify: str | None, transcript: str | None
                     ) -> list[dict[str, Any]]:
-    recording = p.get("RecordingUrl")
-    if not notify or not recording:
+    if not notify or not p.get("RecordingUrl"):
         return []
-    if not _is_twilio_recording(recording):
-        # The link goes to the owner's phone: only ever one of Twilio's.
-        raise TwimletError("RecordingUrl is not a Twilio recording URL.")
-    sid = p.get("RecordingSid") or recording.rsplit("/", 1)[-1]
-    if not _SID.fullmatch(sid):
-        raise TwimletError("RecordingSid is not a Twilio SID.")
-    body = f"New voicemail from {_display(p.caller)}: {recording}.mp3"
+    sid = p.get("RecordingSid") or ""
+    body = f"New voicemail from {_display(p.caller)}: {_recording_link(p, sid)}.mp3"
     if transcript:
         body = (body + f"\n{transcript}")[:MAX_SMS_CHARS]
     # The job id makes the notification exactly-once, whatever Twilio retries.
     return [{"id": f"voicemail-{sid}", "type": "sms", "to": e164(notify), "body": body}]
 
 
-def _is_twilio_recording(url: str) -> bool:
-    if len(url) > MAX_RECORDING_URL_CHARS or not url.startswith("https://"):
-        return False
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:  # e.g. "https://[x"
-        return False
-    return host == "twilio.com" or host.endswith(".twilio.com")
+def _recording_link(p: Params, sid: str) -> str:
+    """The link the owner's phone gets, built as Twilio builds its RecordingUrl, from this
+    account's SID and the recording's. Never the RecordingUrl text: a browser reads a URL
+    differently from Python (`https://evil.example\\@api.twilio.com/...` opens
+    evil.example), and a TwiML App's client can send any RecordingUrl."""
+    if not _RECORDING_SID.fullmatch(sid):
+        raise TwimletError("RecordingSid must be the recording's SID (RE and 32 hex "
+                           "digits), as Twilio sends it with RecordingUrl.")
+    account = p.get("AccountSid")
+    if not account or account != p.account_sid:
+        raise TwimletError("AccountSid must be this app's Twilio account, as Twilio sends "
+                           "it: the recording link is built from it.")
+    return TWILIO_RECORDINGS.format(account, sid)
 
 
 def _display(number: str | None) -> str:

@@ -76,6 +76,7 @@ class Call:
     idempotency_token: str | None = None  # Twilio's I-Twilio-Idempotency-Token
     query: FormParams = field(default_factory=FormParams)  # the signed URL's own query
     form: FormParams = field(default_factory=FormParams)  # the POST form (Twilio's fields)
+    account_sid: str | None = None  # the account whose auth token signed it
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.first(name, default)
@@ -191,7 +192,8 @@ class Webhooks:
         async def handler(call: Call) -> WebhookResponse:
             result = rendered.get(call.public_url) if name in twimlets.URL_ONLY else None
             if result is None:
-                result = build(Params.from_request(call.query, call.form),
+                result = build(Params.from_request(call.query, call.form,
+                                                   account_sid=call.account_sid),
                                Links(call.public_url))
                 if name in twimlets.URL_ONLY and not result.jobs:
                     if len(rendered) >= RENDERED_URLS:
@@ -294,6 +296,7 @@ class Webhooks:
                 fresh = None
             if fresh is None or not valid(fresh.webhook_tokens):
                 raise BadRequest(403, "Invalid X-Twilio-Signature.")
+            creds = fresh
         params = FormParams(form or {})
         params.update(query)
         for name, values in params.items():
@@ -301,7 +304,7 @@ class Webhooks:
             if pattern is not None and not all(pattern.fullmatch(v) for v in values):
                 raise BadRequest(400, f"{name} is not a Twilio SID.")
         return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
-                    query=query, form=form or FormParams())
+                    query=query, form=form or FormParams(), account_sid=creds.account_sid)
 
 
 def _check_job(twimlet: str, doc: Mapping[str, Any]) -> None:

@@ -66,7 +66,7 @@ def test_webhook_and_dead_letter_log_lines_hold_no_whole_number(
               "ErrorCode": "30003", "To": "+15551234567", "From": "+15005550006"}
     voicemail = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID,
                  "From": "+15551234567", "To": "+15005550006",
-                 "RecordingUrl": "https://api.twilio.com/r/RE1", "RecordingSid": "RE" + "1" * 32}
+                 "RecordingUrl": "https://api.twilio.com/x", "RecordingSid": "RE" + "1" * 32}
 
     def hooks(queues: Any) -> Webhooks:
         return Webhooks(settings(WEBHOOK_BASE_URL="https://func-x.azurewebsites.net"),

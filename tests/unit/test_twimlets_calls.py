@@ -8,7 +8,20 @@ from __future__ import annotations
 import pytest
 
 from shared import jobs
-from tests.unit.test_twimlets import CALLER, EMPTY, LINE, Twilio, X, action, amp, bad, ok, url
+from tests.helpers import ACCOUNT_SID
+from tests.unit.test_twimlets import (
+    CALL,
+    CALLER,
+    EMPTY,
+    LINE,
+    Twilio,
+    X,
+    action,
+    amp,
+    bad,
+    ok,
+    url,
+)
 
 FAIL = "https://example.com/please-try-later"
 
@@ -152,7 +165,10 @@ def test_forward_errors_name_the_parameter(params: list[tuple[str, str]], error:
 # -- voicemail --------------------------------------------------------------------------------
 
 NOTIFY = "+15559990000"
-REC = {"RecordingUrl": "https://api.twilio.com/r/RE1", "RecordingSid": "RE" + "1" * 32}
+RECORDING_SID = "RE" + "1" * 32
+# Twilio's RecordingUrl, and the link the SMS carries (built from the SIDs, as Twilio does).
+LINK = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{RECORDING_SID}"
+REC = {"RecordingUrl": LINK, "RecordingSid": RECORDING_SID}
 
 
 @pytest.mark.parametrize("params, prompt", [
@@ -206,7 +222,7 @@ def test_voicemail_recording_without_transcription_notifies_once() -> None:
     twilio.post(here, REC, {"i-twilio-idempotency-token": "idem-2"})  # a replay: same id
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
                               "body": "New voicemail from (555) 111-2222: "
-                                      "https://api.twilio.com/r/RE1.mp3"}] * 2
+                                      f"{LINK}.mp3"}] * 2
     # (the jobs ledger sends one SMS per id; the second enqueue is the replay's)
 
 
@@ -222,7 +238,7 @@ def test_voicemail_with_transcription_waits_for_the_text() -> None:
     assert ok(done) == EMPTY
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
                               "body": "New voicemail from (555) 111-2222: "
-                                      "https://api.twilio.com/r/RE1.mp3\nCall me back."}]
+                                      f"{LINK}.mp3\nCall me back."}]
 
 
 def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOICEMAIL-3-2]
@@ -231,7 +247,7 @@ def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOI
                       {**REC, "TranscriptionStatus": "failed", "From": "+447700900123"})
     assert ok(res) == EMPTY
     assert [job["body"] for job in twilio.jobs()] == [
-        "New voicemail from +447700900123: https://api.twilio.com/r/RE1.mp3"]
+        f"New voicemail from +447700900123: {LINK}.mp3"]
 
 
 def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
@@ -241,16 +257,49 @@ def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
     assert twilio.jobs() == []
 
 
-@pytest.mark.parametrize("recording", ["https://evil.example/RE1", "http://api.twilio.com/r/RE1",
-                                       "https://api.twilio.com.evil.example/RE1",
-                                       "https://[api.twilio.com/r/RE1",  # was a 503
-                                       "https://api.twilio.com/r/" + "R" * 500])
-def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
+# Issue 19, point 3: RecordingUrl was checked with urlsplit, which reads `\\` differently
+# from a browser: the first one here passed, and a phone opened evil.example. A TwiML App's
+# client can send any RecordingUrl; the link is built from the SIDs instead.
+EVIL_RECORDINGS = [
+    f"https://evil.example\\@api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/"
+    f"{RECORDING_SID}",
+    f"https://api.twilio.com@evil.example/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/"
+    f"{RECORDING_SID}",
+    f"https://evil.example%5C@api.twilio.com/{RECORDING_SID}",
+    f"https:\\\\evil.example\\api.twilio.com/{RECORDING_SID}",
+    f"https://api.twilio.com\t.evil.example/{RECORDING_SID}",
+    "https://evil.example/RE1", "http://api.twilio.com/r/RE1",
+    "https://api.twilio.com.evil.example/RE1", "https://[api.twilio.com/r/RE1",
+    "https://api.twilio.com/r/" + "R" * 50_000, "javascript:alert(1)//api.twilio.com"]
+
+
+@pytest.mark.parametrize("recording", EVIL_RECORDINGS)
+def test_voicemail_links_the_recording_as_twilio_builds_it(recording: str) -> None:
     twilio = Twilio()
     res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
                       {**REC, "RecordingUrl": recording})
-    assert bad(res) == "RecordingUrl is not a Twilio recording URL."
-    assert twilio.jobs() == []
+    assert ok(res) == X("<Say>Thanks. Good bye.</Say><Hangup />")
+    assert twilio.jobs() == [{"id": f"voicemail-{RECORDING_SID}", "type": "sms",
+                              "to": NOTIFY, "body": "New voicemail from (555) 111-2222: "
+                                                    f"{LINK}.mp3"}]
+
+
+@pytest.mark.parametrize("form, error", [
+    ({"RecordingSid": None}, "RecordingSid must be the recording's SID (RE and 32 hex "
+                             "digits), as Twilio sends it with RecordingUrl."),
+    ({"AccountSid": "AC" + "2" * 32}, "AccountSid must be this app's Twilio account, as "
+                                      "Twilio sends it: the recording link is built from it."),
+    ({"AccountSid": None}, "AccountSid must be this app's Twilio account, as Twilio sends "
+                           "it: the recording link is built from it."),
+])
+def test_voicemail_link_needs_this_accounts_and_the_recordings_sid(
+        form: dict[str, str | None], error: str) -> None:
+    twilio = Twilio()
+    fields = {k: v for k, v in {**CALL, **REC, **form}.items() if v is not None}
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
+                      call=fields)
+    assert bad(res) == error
+    assert ACCOUNT_SID not in res.body and twilio.jobs() == []
 
 
 def test_voicemail_sms_quotes_a_caller_of_any_length_within_one_sms() -> None:
@@ -261,7 +310,7 @@ def test_voicemail_sms_quotes_a_caller_of_any_length_within_one_sms() -> None:
     assert ok(twilio.post(here, {**REC, "From": caller}))
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
                               "body": "New voicemail from client:" + "a" * 54 + "...: "
-                                      "https://api.twilio.com/r/RE1.mp3"}]
+                                      f"{LINK}.mp3"}]
     jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
 
 

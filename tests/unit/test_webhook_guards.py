@@ -185,7 +185,7 @@ def test_effect_keys_are_hashed_and_do_not_collide() -> None:
     ledger, queues = MemoryLedger(), MemoryQueues()
     hook = hooks(queues=queues, ledger=ledger)
     form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
-            "RecordingSid": "RE" + "1" * 32}
+            "RecordingSid": "RE" + "1" * 32, "AccountSid": ACCOUNT_SID}
     url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"  # the token keys it
     for token in ("tok/1", "tok?1"):
         request = WebhookRequest(
@@ -278,7 +278,8 @@ def test_a_twimlet_job_the_queue_would_refuse_is_a_400_and_nothing_is_queued() -
 def test_every_notification_a_twimlet_queues_passes_the_job_schema() -> None:
     queues = MemoryQueues()
     hook = hooks(queues=queues)
-    form = {"CallSid": "CA" + "1" * 32, "From": "client:" + "é" * 10_000, "To": "+15005550006",
+    form = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID,
+            "From": "client:" + "é" * 10_000, "To": "+15005550006",
             "Caller": "sip:" + "x" * 50_000, "RecordingSid": "RE" + "1" * 32,
             "RecordingUrl": "https://api.twilio.com/r/RE" + "1" * 32,
             "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 5_000}
