@@ -46,7 +46,13 @@ _NOT_DIGIT = re.compile(r"[^0-9]")
 # A Voice SDK client (`client:...`) or a SIP caller (`sip:...@host`) is never one.
 _CALLER_NUMBER = re.compile(r"\+?[0-9]{7,15}")
 
-MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
+# Every list a twimlet reads is capped, so one request's work, answer and side effects are
+# bounded. Numbers (PhoneNumbers, AllowedCallers, Moderators): 10, Twilio's limit of
+# <Number>s in one <Dial>. Other lists (Message, Options, Music): 20, room for a full
+# keypad menu (0-9, * and #) and a few multi-digit codes.
+MAX_DIAL_NUMBERS = 10
+MAX_LIST_ITEMS = 20
+_NUMBERS_UNIT = f"numbers (Twilio dials at most {MAX_DIAL_NUMBERS} in one <Dial>)"
 # A notification SMS must be a valid outbound job (a body of at most 1600 characters): what
 # it quotes from the request is cut to this length. A caller is a phone number, a client
 # or a SIP name (a TwiML App's client sets its own, of any length).
@@ -226,11 +232,12 @@ class Params:
         # Every value may end up in TwiML: drop what XML cannot hold.
         return clean(value) if value not in (None, "") else default
 
-    def items(self, name: str, *, bracketed_only: bool = False,
-              as_written: bool = False) -> list[tuple[str, str]]:
+    def items(self, name: str, *, bracketed_only: bool = False, as_written: bool = False,
+              limit: int = MAX_LIST_ITEMS, unit: str = "values"
+              ) -> list[tuple[str, str]]:
         """(key, value) of `Name`, then `Name[0]`, `Name[1]` ... in index order, then
         `Name[]` as sent (`as_written`: the bracketed ones in the order the URL has them);
-        blanks left out, as the originals' array_filter did."""
+        blanks left out, as the originals' array_filter did. More than `limit` is a 400."""
         plain = [] if bracketed_only else [(name, v) for v in self.values.get(name, [])]
         numbered: list[tuple[int, str, str]] = []
         appended: list[tuple[str, str]] = []
@@ -246,7 +253,10 @@ class Params:
         ordered = plain + (written if as_written else
                            [(k, v) for _, k, v in sorted(numbered, key=lambda t: t[0])]
                            + appended)
-        return [(k, clean(v).strip()) for k, v in ordered if clean(v).strip()]
+        found = [(k, clean(v).strip()) for k, v in ordered if clean(v).strip()]
+        if len(found) > limit:
+            raise TwimletError(f"{name}: at most {limit} {unit}; got {len(found)}.")
+        return found
 
     def indexed(self, name: str) -> list[str]:
         return [v for _, v in self.items(name)]
@@ -255,12 +265,9 @@ class Params:
         value = self.get(name)
         return check_phone(name, value.strip()) if value and value.strip() else None
 
-    def phones(self, name: str, *, bracketed_only: bool = False,
-               limit: int | None = None) -> list[str]:
-        items = self.items(name, bracketed_only=bracketed_only)
-        if limit is not None and len(items) > limit:
-            raise TwimletError(f"{name}: at most {limit} numbers (Twilio dials at most "
-                               f"{limit} in one <Dial>); got {len(items)}.")
+    def phones(self, name: str, *, bracketed_only: bool = False) -> list[str]:
+        items = self.items(name, bracketed_only=bracketed_only, limit=MAX_DIAL_NUMBERS,
+                           unit=_NUMBERS_UNIT)
         return [check_phone(key, value) for key, value in items]
 
     def options(self, name: str) -> dict[str, str]:
@@ -283,6 +290,9 @@ class Params:
                     numbers.append(int(slot))
                 if clean(value).strip():
                     found[slot] = clean(value).strip()
+        if len(found) > MAX_LIST_ITEMS:
+            raise TwimletError(f"{name}: at most {MAX_LIST_ITEMS} menu options; got "
+                               f"{len(found)}.")
         return found
 
     @property
@@ -526,7 +536,7 @@ def _whisper_url(p: Params, links: Links, human_check: bool) -> str:
 def simulring(p: Params, links: Links) -> Result:
     if _back_from_dial(p):
         return _after_dial(p)
-    numbers = p.phones("PhoneNumbers", limit=MAX_DIAL_NUMBERS)
+    numbers = p.phones("PhoneNumbers")
     if not numbers:
         raise TwimletError("PhoneNumbers[] is required: the numbers to ring at once.")
     dial = Dial(action=links.here(Dial="true"), timeout=p.timeout(20))
@@ -537,7 +547,7 @@ def simulring(p: Params, links: Links) -> Result:
 
 
 def findme(p: Params, links: Links) -> Result:
-    numbers = p.phones("PhoneNumbers", limit=MAX_DIAL_NUMBERS)
+    numbers = p.phones("PhoneNumbers")
     if not p.has("Dial") and not numbers:
         raise TwimletError("PhoneNumbers[] is required: the numbers to try in order.")
     if p.has("Dial") and _dial_answered(p):
@@ -584,7 +594,8 @@ def conference(p: Params, links: Links) -> Result:
 def _room(p: Params) -> str:
     """No Name: the original's room, one per configuration (its Message and Moderators,
     the moderators in the order the URL has them, as the original hashed them)."""
-    moderators = [v for _, v in p.items("Moderators", bracketed_only=True, as_written=True)]
+    moderators = [v for _, v in p.items("Moderators", bracketed_only=True, as_written=True,
+                                        limit=MAX_DIAL_NUMBERS, unit=_NUMBERS_UNIT)]
     seed = (p.get("Message") or "") + "".join(phone_key(m) for m in moderators)
     return hashlib.md5(seed.encode(), usedforsecurity=False).hexdigest()
 

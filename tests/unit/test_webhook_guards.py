@@ -378,3 +378,59 @@ def test_a_resplit_status_callback_cannot_drop_its_sid() -> None:
     assert sign(BASE + "status", forged) == sign(BASE + "status", status)
     res = handle(hooks(), "status", post("status", forged))
     assert (res.status, res.body) == (400, "A status callback needs MessageSid or CallSid.\n")
+
+
+# -- issue 19: every list a twimlet reads is capped; one request's side effects are bounded --
+
+MANY = [f"+1555000{i:04d}" for i in range(200)]
+
+
+@pytest.mark.parametrize("route, query, reason", [
+    # One signed call queued 200 SMS (Moderators[] had no cap), written one after another.
+    ("twiml/conference", [*(("Moderators[]", n) for n in MANY), ("EnableSmsNotifications", "1")],
+     "Moderators: at most 10 numbers (Twilio dials at most 10 in one <Dial>); got 200."),
+    ("twiml/forward", [("PhoneNumber", MANY[0]), *(("AllowedCallers[]", n) for n in MANY[:11])],
+     "AllowedCallers: at most 10 numbers (Twilio dials at most 10 in one <Dial>); got 11."),
+    ("twiml/message", [("Message[]", f"part {i}") for i in range(21)],
+     "Message: at most 20 values; got 21."),
+    ("twiml/holdmusic", [("Music[]", f"https://example.com/{i}.mp3") for i in range(21)],
+     "Music: at most 20 values; got 21."),
+    ("twiml/menu", [(f"Options[{i}]", f"https://example.com/{i}") for i in range(21)],
+     "Options: at most 20 menu options; got 21."),
+    ("twiml/menu", [("Options[]", f"https://example.com/{i}") for i in range(21)],
+     "Options: at most 20 menu options; got 21."),
+])
+def test_every_twimlet_list_is_capped_with_a_400_naming_it(
+        route: str, query: list[tuple[str, str]], reason: str) -> None:
+    queues = MemoryQueues()
+    form = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551112222",
+            "To": "+15005550006"}
+    res = handle(hooks(queues=queues), route, post(route, form, query=urlencode(query)))
+    assert (res.status, res.body) == (400, reason + "\n")
+    assert queues.messages == {}
+
+
+class InFlight(MemoryQueues):
+    """Counts the queue writes under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0)  # a write takes a round trip: the others may start meanwhile
+        self.now -= 1
+        return await super().put(queue_name, text, delay_seconds=delay_seconds)
+
+
+def test_a_calls_notifications_are_written_at_once() -> None:
+    queues = InFlight()
+    query = [*(("Moderators[]", n) for n in MANY[:10]), ("EnableSmsNotifications", "1")]
+    form = {"CallSid": "CA" + "1" * 32, "From": "+15551112222", "To": "+15005550006"}
+    res = handle(hooks(queues=queues), "twiml/conference",
+                 post("twiml/conference", form, query=urlencode(query)))
+    assert res.status == 200
+    assert sorted(json.loads(t)["to"] for t in queues.texts("twilio-outbound")) == MANY[:10]
+    assert queues.most == 10
