@@ -618,8 +618,10 @@ def _moderator_jobs(p: Params, moderators: list[str]) -> list[dict[str, Any]]:
     body = MODERATOR_SMS.format(_quoted(p.get("Caller") or p.caller, "A caller"))
     line = p.called  # "the number this text came from": the conference line
     jobs = []
-    for moderator in dict.fromkeys(e164(m) for m in moderators):
-        job = {"id": f"conference-{call_sid}-{moderator[1:]}", "type": "sms", "to": moderator,
+    # Each moderator's job id is the call's SID and the moderator's place in the list: ids
+    # show in log lines, numbers must not.
+    for n, moderator in enumerate(dict.fromkeys(e164(m) for m in moderators), start=1):
+        job = {"id": f"conference-{call_sid}-{n}", "type": "sms", "to": moderator,
                "body": body}
         if line and E164.match(line):
             job["from"] = line

@@ -73,7 +73,6 @@ class Call:
 
     params: FormParams  # query parameters, then form fields (the query wins on a clash)
     public_url: str
-    idempotency_token: str | None = None  # Twilio's I-Twilio-Idempotency-Token
     query: FormParams = field(default_factory=FormParams)  # the signed URL's own query
     form: FormParams = field(default_factory=FormParams)  # the POST form (Twilio's fields)
     account_sid: str | None = None  # the account whose auth token signed it
@@ -152,7 +151,7 @@ class Webhooks:
             await self._publish(self.settings.inbound_queue_name,
                                 events.inbound_sms(call.params))
 
-        await self._once(call, publish, f"sms:{sid}")
+        await self._once(f"sms:{sid}", publish)
         word = (call.get("Body") or "").strip().split(maxsplit=1)
         keyword = word[0].strip(".,!?").upper() if word else ""
         if keyword in self._keyword_replies:
@@ -182,7 +181,7 @@ class Webhooks:
                 log.info("status callback for job %s, which the jobs table does not hold",
                          job_id)
 
-        await self._once(call, record, f"status:{event['event_id']}")
+        await self._once(f"status:{event['event_id']}", record)
         return WebhookResponse(204, "", "text/plain")
 
     def _twimlet(self, name: str, build: twimlets.Twimlet | None = None) -> Handler:
@@ -207,27 +206,27 @@ class Webhooks:
                     # At most 10 (one per moderator), written at once: within the budget.
                     await asyncio.gather(*(self._put(self.settings.outbound_queue_name, job)
                                            for job in result.jobs))
-                await self._once(call, enqueue)
+                # A twimlet's job ids are made of Twilio's SIDs (voicemail-<RecordingSid>,
+                # conference-<CallSid>-<n>): the event they name is the effect's.
+                await self._once(f"twiml/{name}:" + ",".join(
+                    sorted(str(job["id"]) for job in result.jobs)), enqueue)
             return WebhookResponse(200, result.twiml)
 
         return handler
 
     # -- side effects: each once per Twilio delivery -----------------------------------------
 
-    async def _once(self, call: Call, effects: Callable[[], Awaitable[None]],
-                    effect: str | None = None) -> None:
+    async def _once(self, effect: str, effects: Callable[[], Awaitable[None]]) -> None:
         """Run a webhook's side effects unless they ran already for this event: `effect`
-        names it by Twilio's SIDs (checked for shape), so a captured request replayed with
-        a fresh I-Twilio-Idempotency-Token (which Twilio does not sign) is caught too;
-        without one, Twilio's token names it. The name is remembered after the effects, so a
-        failure is retried by Twilio rather than lost."""
-        name = effect or (f"token:{call.idempotency_token}" if call.idempotency_token
-                          else None)
-        if name and self.ledger is not None and await self.ledger.effect_seen(name):
+        names it by Twilio's SIDs (checked for shape), never by the I-Twilio-Idempotency-
+        Token, which Twilio does not sign: a captured request replayed with fresh tokens
+        is the same event. The name is remembered after the effects, so a failure is
+        retried by Twilio rather than lost."""
+        if self.ledger is not None and await self.ledger.effect_seen(effect):
             return
         await effects()
-        if name and self.ledger is not None:
-            await self.ledger.remember_effect(name)
+        if self.ledger is not None:
+            await self.ledger.remember_effect(effect)
 
     async def _publish(self, queue_name: str, event: dict[str, Any]) -> None:
         if self.queues is not None:
@@ -304,8 +303,8 @@ class Webhooks:
             pattern = SID_FIELDS.get(name)
             if pattern is not None and not all(pattern.fullmatch(v) for v in values):
                 raise BadRequest(400, f"{name} is not a Twilio SID.")
-        return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
-                    query=query, form=form or FormParams(), account_sid=creds.account_sid)
+        return Call(params, url, query=query, form=form or FormParams(),
+                    account_sid=creds.account_sid)
 
 
 def _check_job(twimlet: str, doc: Mapping[str, Any]) -> None:

@@ -324,9 +324,9 @@ def test_conference_sms_notifications_go_through_the_outbound_queue() -> None:
     body = ("916-555-0123 has entered your conference.  Call the number this text came from "
             "to join.")
     assert twilio.jobs() == [
-        {"id": f"conference-{CALL_SID}-14155551212", "type": "sms", "to": "+14155551212",
+        {"id": f"conference-{CALL_SID}-1", "type": "sms", "to": "+14155551212",
          "from": LINE, "body": body},
-        {"id": f"conference-{CALL_SID}-15558675309", "type": "sms", "to": "+15558675309",
+        {"id": f"conference-{CALL_SID}-2", "type": "sms", "to": "+15558675309",
          "from": LINE, "body": body}]
 
 
@@ -338,7 +338,7 @@ def test_conference_sms_quotes_a_caller_of_any_length_within_one_sms(size: int) 
     params = MODERATORS[:1] + [("EnableSmsNotifications", "true")]
     assert ok(twilio.post(url("conference", params), {"Caller": "c" * size}))
     assert twilio.jobs() == [
-        {"id": f"conference-{CALL_SID}-14155551212", "type": "sms", "to": "+14155551212",
+        {"id": f"conference-{CALL_SID}-1", "type": "sms", "to": "+14155551212",
          "from": LINE, "body": "c" * 61 + "... has entered your conference.  Call the number "
                                           "this text came from to join."}]
     jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check

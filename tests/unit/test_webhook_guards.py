@@ -184,16 +184,18 @@ def test_a_captured_request_replayed_with_a_fresh_token_has_no_second_effect() -
 def test_effect_keys_are_hashed_and_do_not_collide() -> None:
     ledger, queues = MemoryLedger(), MemoryQueues()
     hook = hooks(queues=queues, ledger=ledger)
-    form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
-            "RecordingSid": "RE" + "1" * 32, "AccountSid": ACCOUNT_SID}
-    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"  # the token keys it
-    for token in ("tok/1", "tok?1"):
-        request = WebhookRequest(
-            "POST", BASE + url, {"content-type": "application/x-www-form-urlencoded",
-                                 "x-twilio-signature": sign(BASE + url, form),
-                                 "i-twilio-idempotency-token": token}, urlencode(form).encode())
-        handle(hook, "twiml/voicemail", request)
-    assert len(ledger.effects) == 2
+    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"
+    for recording in ("RE" + "1" * 32, "RE" + "2" * 32):
+        form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
+                "RecordingSid": recording, "AccountSid": ACCOUNT_SID}
+        for token in ("tok/1", "tok?1"):  # keyed on the RecordingSid: tokens change nothing
+            request = WebhookRequest(
+                "POST", BASE + url, {"content-type": "application/x-www-form-urlencoded",
+                                     "x-twilio-signature": sign(BASE + url, form),
+                                     "i-twilio-idempotency-token": token},
+                urlencode(form).encode())
+            assert handle(hook, "twiml/voicemail", request).status == 200
+    assert len(ledger.effects) == 2 and len(queues.texts("twilio-outbound")) == 2
     assert all(len(k) == 64 and set(k) <= set("0123456789abcdef") for k in ledger.effects)
 
 
