@@ -202,8 +202,10 @@ def test_effect_keys_are_hashed_and_do_not_collide() -> None:
 def test_events_from_oversized_signed_requests_fit_a_queue_message() -> None:
     queues = MemoryQueues()
     hook = hooks(queues=queues)
-    big = {**SMS, "Body": "é" * 20_000, "ProfileName": "x" * 25_000, "NumMedia": "2",
-           "MediaUrl0": "https://m.example/" + "a" * 30_000, "MediaUrl1": "https://m/1"}
+    # Within the body cap, text that grows on a queue: JSON escapes control characters
+    # (\x01: 6 bytes), the queue escapes XML (<: 4 bytes).
+    big = {**SMS, "Body": "<" * 6_000, "ProfileName": "\x01" * 6_000, "NumMedia": "2",
+           "MediaUrl0": "https://m.example/" + "\x02" * 6_000, "MediaUrl1": "https://m/1"}
     assert handle(hook, "sms", post("sms", big)).status == 200
     [text] = queues.texts("twilio-inbound")
     assert queue_bytes(text) <= MAX_MESSAGE_BYTES
@@ -281,10 +283,10 @@ def test_every_notification_a_twimlet_queues_passes_the_job_schema() -> None:
     queues = MemoryQueues()
     hook = hooks(queues=queues)
     form = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID,
-            "From": "client:" + "é" * 10_000, "To": "+15005550006",
-            "Caller": "sip:" + "x" * 50_000, "RecordingSid": "RE" + "1" * 32,
+            "From": "client:" + "é" * 3_000, "To": "+15005550006",
+            "Caller": "sip:" + "x" * 10_000, "RecordingSid": "RE" + "1" * 32,
             "RecordingUrl": "https://api.twilio.com/r/RE" + "1" * 32,
-            "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 5_000}
+            "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 1_500}
     for route, query in [
             ("twiml/voicemail", "Notify=%2B15559990000"),
             ("twiml/conference", "Moderators%5B%5D=%2B15559990000&EnableSmsNotifications=1")]:
@@ -436,3 +438,81 @@ def test_a_calls_notifications_are_written_at_once() -> None:
     assert res.status == 200
     assert sorted(json.loads(t)["to"] for t in queues.texts("twilio-outbound")) == MANY[:10]
     assert queues.most == 10
+
+
+# -- issue 19, point 7: the body cap fits Twilio's largest webhook; forgeries cost little ---
+
+MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+# The largest webhook Twilio sends: an incoming WhatsApp message (its messaging webhook
+# reference) with the longest Body (1600 characters, each 4 bytes of UTF-8), 10 media of the
+# longest common content type, a first message from an ad (Referral*) and every other field
+# it names, those Twilio does not bound given generous lengths.
+LARGEST = {
+    **INBOUND, "From": "whatsapp:+15551234567", "To": "whatsapp:+15005550006",
+    "Body": "😀" * 1600, "NumSegments": "11", "NumMedia": "10",
+    "MessagingServiceSid": "MG" + "1" * 32, "ProfileName": "😀" * 25, "WaId": "15551234567",
+    "MessageType": "image", "ButtonText": "é" * 20, "ButtonPayload": "é" * 256,
+    "Latitude": "-33.8712345", "Longitude": "151.2012345", "Address": "é" * 256,
+    "Label": "é" * 256, "Forwarded": "true", "FrequentlyForwarded": "true",
+    "OriginalRepliedMessageSid": "MM" + "1" * 32, "OriginalRepliedMessageSender": "15005550006",
+    "ReferralBody": "😀" * 1024, "ReferralHeadline": "😀" * 60, "ReferralSourceId": "1" * 20,
+    "ReferralSourceType": "ad", "ReferralSourceUrl": "https://fb.me/" + "a" * 200,
+    "ReferralMediaId": "1" * 20, "ReferralMediaContentType": MEDIA_TYPE,
+    "ReferralMediaUrl": "https://scontent.whatsapp.net/v/" + "a" * 500,
+    "ReferralNumMedia": "1", "ReferralCtwaClid": "a" * 200,
+    "ChannelMetadata": json.dumps({"type": "whatsapp", "data": {"context": {
+        "ProfileName": "😀" * 25, "WaId": "15551234567"}}}),
+    **{f"MediaUrl{i}": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/"
+                      f"MM{'1' * 32}/Media/ME{i:032x}" for i in range(10)},
+    **{f"MediaContentType{i}": MEDIA_TYPE for i in range(10)},
+}
+
+
+def test_twilios_largest_webhook_fits_the_body_cap_and_is_answered() -> None:
+    from shared.webhooks import MAX_BODY_BYTES
+
+    request = post("sms", LARGEST)
+    assert 40_000 < len(request.body) < MAX_BODY_BYTES  # 42.7 KB: documented
+    queues = MemoryQueues()
+    assert handle(hooks(queues=queues), "sms", request).status == 200
+    [event] = [json.loads(t) for t in queues.texts("twilio-inbound")]
+    assert (event["body"], len(event["media"])) == ("😀" * 1600, 10)
+
+
+def test_a_signed_body_over_the_cap_is_a_413() -> None:
+    form = {**SMS, "Body": "x" * (64 * 1024)}
+    res = handle(hooks(), "sms", post("sms", form))
+    assert (res.status, res.body) == (413, "Request body over 65536 bytes: larger than any "
+                                           "webhook Twilio sends.\n")
+
+
+NOT_UTF8 = b"Body=" + b"\xff" * (64 * 1024 - 5)  # at the cap, and undecodable
+
+
+@pytest.mark.parametrize("signature, reason", [
+    (None, "Missing X-Twilio-Signature header."),
+    ("", "Missing X-Twilio-Signature header."),
+    ("forged", "Invalid X-Twilio-Signature."),
+    ("A" * 28, "Invalid X-Twilio-Signature."),  # SHA1's length, not base64's padding
+    ("A" * 43 + "=", "Invalid X-Twilio-Signature."),  # SHA256's shape, SHA1 named
+])
+def test_unsigned_or_misshapen_requests_are_refused_before_the_body_is_read(
+        signature: str | None, reason: str) -> None:
+    source = Source()
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if signature is not None:
+        headers["x-twilio-signature"] = signature
+    res = handle(hooks(source=source), "sms", WebhookRequest("POST", BASE + "sms", headers,
+                                                             NOT_UTF8))
+    assert (res.status, res.body) == (403, reason + "\n")
+    assert source.fetches == 0  # not even the credentials were read
+
+
+def test_a_forged_body_of_bad_escapes_is_refused_by_one_scan() -> None:
+    """`%2%2...` cost parse_qsl 7 ms per 64 KiB (each `%` decoded in Python)."""
+    body = b"Body=" + b"%2" * (32 * 1024 - 3)
+    res = handle(hooks(), "sms", WebhookRequest("POST", BASE + "sms", {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": "A" * 27 + "="}, body))
+    assert (res.status, res.body) == (400, "Malformed form body: a % not followed by two hex "
+                                           "digits.\n")
