@@ -31,7 +31,7 @@ from tests.unit.test_webhook_guards import post
     # Not phone numbers: SIDs, ids, dates, times, counts, queue message ids.
     ("sent as SM00000000000000000000000000000001 (message 4f1c2d3e-0000-4000-8000-"
      "123456789012, attempt 2)", None),
-    ("job conference-CA11111111111111111111111111111111-a1b2c3d4e5f60718 at "
+    ("job conference-CA11111111111111111111111111111111-3 at "
      "2026-12-04T15:10:00+00:00 in 1234567 us", None),
     ("job_key=order-15551234567 twilio_code=21211", None),
 ])
