@@ -170,6 +170,17 @@ def test_bad_configuration_is_503_without_details(caplog: Any, monkeypatch: Any)
     assert any("TWILIO_FROM_NUMBER must be an E.164" in r.getMessage() for r in caplog.records)
 
 
+def test_a_configuration_error_logs_a_number_masked(caplog: Any, monkeypatch: Any) -> None:
+    """Issue 19, point 10: the setting's value is echoed, a phone number only masked."""
+    runtime.use(None)  # type: ignore[arg-type]  # built from the environment on first call
+    for name, value in env(TWILIO_FROM_NUMBER="+1 555 123 4567").items():
+        monkeypatch.setenv(name, value)
+    assert call("voice", http_request(f"{BASE}/voice", CALL)).status_code == 503
+    assert [r.getMessage() for r in caplog.records if r.name == "triggers.webhooks"] == [
+        "configuration error: TWILIO_FROM_NUMBER must be an E.164 number such as "
+        "+*******4567; got '+* *** *** 4567'."]
+
+
 class RotatingSource:
     description = "test"
 
