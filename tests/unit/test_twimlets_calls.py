@@ -9,19 +9,8 @@ import pytest
 
 from shared import jobs
 from tests.helpers import ACCOUNT_SID
-from tests.unit.test_twimlets import (
-    CALL,
-    CALLER,
-    EMPTY,
-    LINE,
-    Twilio,
-    X,
-    action,
-    amp,
-    bad,
-    ok,
-    url,
-)
+from tests.unit import test_twimlets
+from tests.unit.test_twimlets import CALLER, EMPTY, LINE, Twilio, X, action, amp, bad, ok, url
 
 FAIL = "https://example.com/please-try-later"
 
@@ -295,7 +284,7 @@ def test_voicemail_links_the_recording_as_twilio_builds_it(recording: str) -> No
 def test_voicemail_link_needs_this_accounts_and_the_recordings_sid(
         form: dict[str, str | None], error: str) -> None:
     twilio = Twilio()
-    fields = {k: v for k, v in {**CALL, **REC, **form}.items() if v is not None}
+    fields = {k: v for k, v in {**test_twimlets.CALL, **REC, **form}.items() if v is not None}
     res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
                       call=fields)
     assert bad(res) == error
