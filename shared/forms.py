@@ -26,12 +26,17 @@ class MalformedForm(ValueError):
     """Not a form Twilio would send; the message says why."""
 
 
-def parse(text: str, *, max_fields: int = MAX_FIELDS) -> FormParams:
-    """Fields in the order written, repeated names kept; blanks kept as ""."""
+def parse(text: str, *, max_fields: int = MAX_FIELDS, lenient: bool = False) -> FormParams:
+    """Fields in the order written, repeated names kept; blanks kept as "". `lenient`: a `%`
+    without two hex digits is kept as it is, as parse_qsl and PHP read it (a query string a
+    person wrote, such as a twimlet URL's `Message=Save 50%`); else it is refused (a form
+    Twilio encoded never has one)."""
     if text.count("&") >= max_fields:
         raise MalformedForm(f"more than {max_fields} fields")
     if _BAD_ESCAPE.search(text):
-        raise MalformedForm("a % not followed by two hex digits")
+        if not lenient:
+            raise MalformedForm("a % not followed by two hex digits")
+        text = _BAD_ESCAPE.sub("%25", text)  # in C, whatever the text
     params = FormParams()
     for field in text.split("&"):
         if field:

@@ -6,7 +6,9 @@ everywhere: every digit of a number but the last four becomes `*`, marks and pre
 (`whatsapp:+*******4567`, `(***) ***-0122`).
 
 One mechanism: a module takes its logger from `logger(__name__)`, whose filter masks each
-record's final message (and its traceback) before any handler sees it.
+record's final message (and its traceback) before any handler sees it. The same filter
+writes an Account SID as `AC…` (`redact`): aiohttp puts the request URL in its messages, and a
+person needs to know which request failed, not the account's identifier.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _NUMBER = re.compile(
     # A number written the US/Canada way, with marks: (415) 555-0122, 415.555.0122.
     r"|(?<![0-9A-Za-z_-])\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4}(?![0-9A-Za-z_-])")
 _KEPT_DIGITS = 4
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 def _masked(match: re.Match[str]) -> str:
@@ -43,6 +46,11 @@ def mask(text: str) -> str:
     return _NUMBER.sub(_masked, text)
 
 
+def redact(text: str) -> str:
+    """`text` with every Account SID written `AC…` (dead-letter reasons, rows, log lines)."""
+    return _ACCOUNT_SID.sub("AC…", text)
+
+
 class MaskNumbers(logging.Filter):
     """Masks phone numbers in a record's message and traceback, in place: the handlers
     (the Functions worker's, pytest's) see only the masked text."""
@@ -52,13 +60,14 @@ class MaskNumbers(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string: logging reports it itself
             return True
-        masked = mask(message)
+        masked = mask(redact(message))
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
-            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = mask(redact(logging.Formatter().formatException(
+                record.exc_info)))
         if record.stack_info:
-            record.stack_info = mask(record.stack_info)
+            record.stack_info = mask(redact(record.stack_info))
         return True
 
 

@@ -339,6 +339,7 @@ def _decode(body: bytes) -> str:
 
 def _parse_form(text: str, what: str) -> FormParams:
     try:
-        return forms.parse(text)
+        # A query string may be a person's (a twimlet URL pasted into the console).
+        return forms.parse(text, lenient=what == "query string")
     except forms.MalformedForm as exc:
         raise BadRequest(400, f"Malformed {what}: {exc}.") from None

@@ -20,9 +20,6 @@ from tests.unit.test_redaction import NUMBERS, full_numbers
 REFUSED, BUSY, BAD = "+15551234567", "+15559990000", "5551234567"
 
 
-@pytest.mark.xfail(strict=True, reason="waits on the lead: shared/outbound.py, twilio_rest.py, "
-                   "limiter.py and retention.py take their loggers from "
-                   "shared.redaction.logger")
 def test_send_path_log_lines_hold_no_whole_number(
         caplog: pytest.LogCaptureFixture, storage_env: dict[str, str],
         twilio_double: TwilioDouble) -> None:

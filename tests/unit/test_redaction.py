@@ -130,3 +130,18 @@ def test_a_logger_gets_the_filter_once_and_a_bad_format_is_left_to_logging() -> 
     assert [type(f) for f in log.filters] == [redaction.MaskNumbers]
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d numbers", ("many",), None)
     assert redaction.MaskNumbers().filter(record) and record.args == ("many",)
+
+
+def test_account_sids_in_log_lines_and_tracebacks_are_redacted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log = redaction.logger("shared.test_redaction")
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    try:
+        raise OSError(f"Cannot connect to {url}")
+    except OSError:
+        log.exception("request to %s failed for +15551234567", url)
+    [record] = caplog.records
+    assert record.getMessage() == ("request to https://api.twilio.com/2010-04-01/Accounts/AC…/"
+                                   "Messages.json failed for +*******4567")
+    assert ACCOUNT_SID not in (record.exc_text or "") and "Accounts/AC…" in record.exc_text
+    assert redaction.redact(f"x {ACCOUNT_SID} y") == "x AC… y"

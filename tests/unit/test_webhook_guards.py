@@ -516,3 +516,13 @@ def test_a_forged_body_of_bad_escapes_is_refused_by_one_scan() -> None:
         "x-twilio-signature": "A" * 27 + "="}, body))
     assert (res.status, res.body) == (400, "Malformed form body: a % not followed by two hex "
                                            "digits.\n")
+
+
+def test_a_twimlet_url_a_person_wrote_with_a_bare_percent_still_plays() -> None:
+    """`Message=Save 50%` worked on twimlets.com (PHP reads a bare % as itself); a form
+    body Twilio encoded never has one, and is still refused for it."""
+    call = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551234567"}
+    res = handle(hooks(), "twiml/message", post("twiml/message", call,
+                                                query="Message=Save+50%+today"))
+    assert (res.status, res.body) == (200, '<?xml version="1.0" encoding="UTF-8"?><Response>'
+                                           "<Say>Save 50% today</Say></Response>")
