@@ -89,7 +89,7 @@ param inboundQueueName string = 'twilio-inbound'
 @description('Queue the app publishes message and call status events on.')
 param statusQueueName string = 'twilio-status'
 
-@description('Incoming call flow as one JSON document (see README); empty: greeting only.')
+@description('Incoming call flow as one JSON document (see docs/webhooks.md); empty: greeting only.')
 param callFlow string = ''
 
 @description('SMS keyword replies as a JSON object, e.g. {"HOURS": "Open 9 to 5."}; empty: none.')
@@ -184,7 +184,7 @@ module keyVault 'app/keyvault.bicep' = {
 
 // The function app on a Flex Consumption plan, configured with the settings the app reads.
 // After rbac: the host starts, and azd deploys the code, only once the identity may read its
-// storage and vault (role assignments still take minutes to propagate; see README).
+// storage and vault (role assignments still take minutes to propagate; see docs/deploy.md).
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg

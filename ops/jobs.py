@@ -1,9 +1,10 @@
 """`python -m ops jobs show ID`: a job's row in the ledger, readable (`--json` for scripts).
 
-The row is `PartitionKey` "job", `RowKey` = the job's key (its `id`, else `msg-<queue
-message id>`) in `JOBS_TABLE_NAME`. Known fields come first under friendly names; any other
-field follows as it is (numbers in `*_at` / `*_until` fields read as times), so a field the
-app adds later shows up without a change here.
+The row's `RowKey` is the job's key (its `id`, else `msg-<queue message id>`) in
+`JOBS_TABLE_NAME`; its partition follows from the key (`shared.ledger.job_partition`), or it
+is a row of an earlier version in the partition `job`: both are looked at. Known fields
+come first under friendly names; any other field follows as it is (numbers in `*_at` /
+`*_until` fields read as times), so a field the app adds later shows up without a change.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ops import target as tgt
 from ops.text import ago, when
-from shared.ledger import BURNED_STATUSES, FINAL_STATUSES, PARTITION
+from shared.ledger import BURNED_STATUSES, FINAL_STATUSES, read_job
 
 NOT_FOUND = 3
 # Known ledger fields (shared/ledger.py, shared/events.py), in the order shown, with labels.
@@ -140,13 +141,15 @@ async def fetch(session: tgt.Session, key: str, *, table_required: bool = True
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        entity = await session.table().get_entity(PARTITION, key)
+        entity = await read_job(session.table(), key)
     except ResourceNotFoundError as exc:
         if table_required and getattr(exc, "error_code", None) == "TableNotFound":
             t = session.target
             raise tgt.OpsError(f"table {t.names.jobs_table_name} does not exist in {t.where}: "
                                "no job was processed there yet (or the table has another "
                                "name: --table)", NOT_FOUND) from None
+        return None
+    if entity is None:
         return None
     return {k: plain(v) for k, v in entity.items()}
 

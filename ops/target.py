@@ -42,7 +42,7 @@ QUEUE_OPTIONS: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increm
 TABLE_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.5,
                                  "connection_timeout": 5, "read_timeout": 30}
 ROLE_HINT = ("`jobs show` needs 'Storage Table Data Reader'; `deadletters` and `enqueue` "
-             "'Storage Queue Data Contributor' (README: Operations)")
+             "'Storage Queue Data Contributor' (docs/operations.md)")
 
 
 class OpsError(Exception):

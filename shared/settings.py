@@ -1,6 +1,6 @@
 """The app's settings: one typed object read from app settings (or the environment locally).
 
-The setting names are a contract shared with `infra/` and the README; `SETTING_NAMES` lists
+The setting names are a contract shared with `infra/` and docs/settings.md; `SETTING_NAMES` lists
 every name the app reads, and a test keeps the Bicep in step with it.
 """
 
@@ -43,6 +43,10 @@ SETTING_NAMES = frozenset(
         "TWILIO_API_BASE_URL",
         "TWILIO_SECRETS_TTL_SECONDS",
         "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS",
+        "TWILIO_MAX_CONCURRENCY",
+        "THROTTLE_DEADLINE_SECONDS",
+        "JOB_RETENTION_DAYS",
+        "WEBHOOK_EFFECT_RETENTION_HOURS",
         "WEBHOOK_BUDGET_SECONDS",
         "WEBHOOK_BASE_URL",
         "OUTBOUND_QUEUE_NAME",
@@ -115,6 +119,15 @@ class Settings:
     api_base_url: str = "https://api.twilio.com"
     secrets_ttl_seconds: float = 900.0
     token_rotation_window_seconds: float = 86400.0
+    # Per instance: the most Twilio REST requests in flight at once (an adaptive window
+    # stays at or below it, shared.limiter). Instances x this stays below the account's
+    # concurrency limit (commonly 100) in the default deployment.
+    twilio_max_concurrency: int = 8
+    # A job Twilio keeps throttling (429) is dead-lettered as `throttled` after this long.
+    throttle_deadline_seconds: float = 3600.0
+    # Final job rows and webhook-effect rows are deleted this long after their last write.
+    job_retention_days: float = 30.0
+    webhook_effect_retention_hours: float = 48.0
     # Twilio waits 15 s for a webhook's answer, connection included, then retries once or
     # goes to the fallback URL: answer (a 503 if need be) well inside that.
     webhook_budget_seconds: float = 8.0
@@ -170,6 +183,14 @@ class Settings:
                 "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS", 86400.0, minimum=0),
             webhook_budget_seconds=read.number("WEBHOOK_BUDGET_SECONDS", 8.0, minimum=1,
                                                maximum=14),
+            twilio_max_concurrency=int(read.number("TWILIO_MAX_CONCURRENCY", 8, minimum=1,
+                                                   maximum=1000, integer=True)),
+            throttle_deadline_seconds=read.number("THROTTLE_DEADLINE_SECONDS", 3600.0,
+                                                  minimum=60),
+            job_retention_days=read.number("JOB_RETENTION_DAYS", 30.0, minimum=1, unit="days"),
+            # Twilio retries a webhook within seconds; its status callbacks come within hours.
+            webhook_effect_retention_hours=read.number("WEBHOOK_EFFECT_RETENTION_HOURS", 48.0,
+                                                       minimum=1, unit="hours"),
             webhook_base_url=read.url("WEBHOOK_BASE_URL", schemes=("https", "http"),
                                       origin_only=True),
             outbound_queue_name=read.queue_name("OUTBOUND_QUEUE_NAME", "twilio-outbound"),
@@ -292,14 +313,16 @@ class _Reader:
                              "digits and single dashes") or default
 
     def number(self, name: str, default: float, *, minimum: float,
-               maximum: float = float("inf")) -> float:
+               maximum: float = float("inf"), unit: str = "seconds",
+               integer: bool = False) -> float:
         value = self.text(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number = float(int(value)) if integer else float(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds; got {value!r}.") from None
+            what = "a whole number" if integer else f"a number of {unit}"
+            raise SettingsError(f"{name} must be {what}; got {value!r}.") from None
         if not minimum <= number <= maximum:  # NaN fails too
             raise SettingsError(f"{name} must be from {minimum:g} to {maximum:g}; got "
                                 f"{value!r}." if maximum < float("inf") else

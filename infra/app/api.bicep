@@ -48,7 +48,7 @@ param inboundQueueName string
 @description('Queue for message and call status events.')
 param statusQueueName string
 
-@description('Incoming call flow as one JSON document (README: call flow); empty: greeting only.')
+@description('Incoming call flow as one JSON document (docs/webhooks.md: call flow); empty: greeting only.')
 param callFlow string
 
 @description('SMS keyword replies as a JSON object; empty: none.')

@@ -34,7 +34,7 @@ resource accountSidSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
 }
 
 resource authTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  //checkov:skip=CKV_AZURE_41:A Twilio auth token has no fixed lifetime; an expiry would stop the app without warning. Rotate it as the README says.
+  //checkov:skip=CKV_AZURE_41:A Twilio auth token has no fixed lifetime; an expiry would stop the app without warning. Rotate it as docs/deploy.md says.
   parent: vault
   name: authTokenSecretName
   properties: {

@@ -44,7 +44,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// Seeded only when both values are given; otherwise set after deployment (see README).
+// Seeded only when both values are given; otherwise set after deployment (see docs/deploy.md).
 module seed 'keyvault-secrets.bicep' = if (!empty(twilioAccountSid) && !empty(twilioAuthToken)) {
   name: 'keyvault-secrets'
   params: {

@@ -17,6 +17,7 @@ import pytest
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost import services
+from shared.ledger import job_partition
 from tests.doubles import TwilioDouble
 from tests.helpers import AUTH_TOKEN, env, form_body, sign
 
@@ -145,7 +146,7 @@ def test_inbound_sms_and_status_events_on_azurite(app: dict[str, Any],
     table = TableClient.from_connection_string(app["env"]["AzureWebJobsStorage"],
                                                app["env"]["JOBS_TABLE_NAME"])
     # The status callback and the sender's own "sent" record race: wait for both.
-    row = wait_for(lambda: (r := table.get_entity("job", "e2e-job-1")).get("status") == "sent"
+    row = wait_for(lambda: (r := table.get_entity(job_partition("e2e-job-1"), "e2e-job-1")).get("status") == "sent"
                    and r.get("twilio_status") and r)
     assert (row["status"], row["twilio_status"]) == ("sent", "delivered")
 

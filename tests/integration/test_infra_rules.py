@@ -338,7 +338,7 @@ def alert_problems(infra: Infra, prefix: str = deadletters.LOG_PREFIX,
     if props.get("enabled") is not True:
         problems.append(f"{ALERTS}: the rule must be enabled")
     if (props.get("evaluationFrequency"), props.get("windowSize")) != ("PT5M", "PT15M"):
-        problems.append(f"{ALERTS}: evaluate every PT5M over PT15M (README explains why)")
+        problems.append(f"{ALERTS}: evaluate every PT5M over PT15M (docs/deploy.md explains why)")
     if props.get("scopes") != ["applicationInsightsId"]:
         problems.append(f"{ALERTS}: the rule must be scoped to Application Insights")
     groups = json.dumps(props.get("actions"))
@@ -356,20 +356,22 @@ def alert_problems(infra: Infra, prefix: str = deadletters.LOG_PREFIX,
 
 
 def readme_alert_section(readme: str) -> str:
-    start = readme.index("### Alerts on dead letters")
-    end = min(i for i in (readme.find("\n## ", start), readme.find("\n### ", start + 1)) if i > 0)
+    """The section "Alerts on dead letters" of docs/deploy.md, to the next heading."""
+    start = readme.index("\n## Alerts on dead letters\n") + 1
+    end = min((i for i in (readme.find("\n## ", start), readme.find("\n### ", start)) if i > 0),
+              default=len(readme))
     return readme[start:end]
 
 
 def readme_problems(infra: Infra, readme: str) -> list[str]:
-    """The README's query parses what the alert parses, and its table names every kind."""
+    """The docs' query parses what the alert parses, and its table names every kind."""
     section = readme_alert_section(readme)
-    problems = [f"README: the Kusto query must `parse message with {p}` as the alert does"
+    problems = [f"docs/deploy.md: the Kusto query must `parse message with {p}` as the alert does"
                 for p in parse_patterns(alert_query(infra)) if f"parse message with {p}" not in section]
     table = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
     expected = set(deadletters.KINDS) | {HOST_POISON_KIND}
-    problems += [f"README: kind {k} missing from the alerts table" for k in sorted(expected - table)]
-    problems += [f"README: kind {k} in the alerts table is not logged" for k in sorted(table - expected)]
+    problems += [f"docs/deploy.md: kind {k} missing from the alerts table" for k in sorted(expected - table)]
+    problems += [f"docs/deploy.md: kind {k} in the alerts table is not logged" for k in sorted(table - expected)]
     return problems
 
 
@@ -408,7 +410,7 @@ def test_infra_keeps_the_rule(infra: Infra, rule: str) -> None:
 
 
 def test_readme_query_and_kinds_match_the_alert(infra: Infra) -> None:
-    assert readme_problems(infra, (ROOT / "README.md").read_text()) == []
+    assert readme_problems(infra, (ROOT / "docs" / "deploy.md").read_text()) == []
 
 
 def test_traces_are_never_sampled_away() -> None:
@@ -479,7 +481,7 @@ DEFECTS = [
     ("re-provision", "app/keyvault.bicep", r"enablePurgeProtection: true", "enablePurgeProtection: false"),
     ("alert", ALERTS, r'" twilio_code=" twilio_code', '" code=" twilio_code'),
     ("alert", ALERTS, r'" reason=" reason;', ";"),
-    ("alert", ALERTS, r"outcome_unknown \(from the app\)", "(from the app)"),
+    ("alert", ALERTS, r"throttled \(from the app\)", "(from the app)"),
     ("alert", ALERTS, r"threshold: 0", "threshold: 5"),
     ("alert", ALERTS, r"    enabled: true\n    scopes", "    enabled: false\n    scopes"),
     ("alert", ALERTS, r"\* \"Moving message to queue '\"", "* \"Moved message to '\""),
@@ -499,7 +501,7 @@ def test_rule_reports_its_defect(tmp_path: Path, rule: str, rel: str, pattern: s
 
 
 def test_readme_check_reports_drift(infra: Infra) -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "deploy.md").read_text()
     section = readme_alert_section(readme)
     assert readme_problems(infra, readme.replace(section, section.replace(" job_key=", " key="))) != []
     assert readme_problems(infra, readme.replace(section, section.replace("| `no_sender` |", "| `nosender` |"))) != []

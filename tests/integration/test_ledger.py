@@ -4,13 +4,21 @@ survives the network losing its answer (a fault proxy in front of Azurite)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from devhost import services
-from shared.ledger import ClaimLost, TableLedger
+from shared.ledger import (
+    LEGACY_PARTITION,
+    LEGACY_WEBHOOK_PARTITION,
+    ClaimLost,
+    TableLedger,
+    effect_key,
+    job_partition,
+)
 from shared.settings import Settings
 from shared.storage import RetryPolicy, Storage
 from tests.faultproxy import Fault, FaultProxy
@@ -177,3 +185,83 @@ def test_posts_cut_on_the_wire_are_retried(azurite: services.Service,
         state, messages = asyncio.run(go())
     assert (queues.fired(), tables.fired()) == (1, 1)
     assert (state, messages) == ("claimed", ["x"])
+
+
+# -- partitions, and rows of the single-partition version --------------------------------
+
+def legacy_rows(storage_env: dict[str, str], now: float) -> None:
+    """What a deployment of the single-partition version left behind."""
+    from azure.data.tables import TableClient
+
+    tc = TableClient.from_connection_string(storage_env["AzureWebJobsStorage"],
+                                            storage_env["JOBS_TABLE_NAME"])
+    tc.create_table()
+    for key, fields in {
+        "old-sent": {"status": "sent", "sid": "SM" + "1" * 32, "attempts": 1},
+        "old-retrying": {"status": "retrying", "attempts": 2, "check_since": now - 100},
+        "old-sending": {"status": "sending", "attempts": 1, "message_id": "m-old",
+                        "claim_id": "c-old", "claimed_at": now - 300, "lease_until": now - 240},
+    }.items():
+        tc.create_entity({"PartitionKey": LEGACY_PARTITION, "RowKey": key, **fields})
+    tc.create_entity({"PartitionKey": LEGACY_WEBHOOK_PARTITION,
+                      "RowKey": effect_key("sms:SM" + "2" * 32), "seen_at": now - 60})
+    tc.close()
+
+
+def test_an_upgraded_ledger_resends_nothing_and_keeps_every_history(
+        storage_env: dict[str, str]) -> None:
+    now = time.time()
+    legacy_rows(storage_env, now)
+
+    async def body(table: TableLedger) -> dict[str, Any]:
+        sent = await table.claim("old-sent", "m-new")
+        retrying = await table.claim("old-retrying", "m-new")
+        await table.update(retrying, status="sent", sid="SM" + "3" * 32)
+        taken_over = await table.claim("old-sending", "m-new")
+        fresh = await table.claim("new-job", "m-new")
+        return {
+            "sent": (sent.state, sent.record and sent.record["sid"]),
+            "retrying": (retrying.state, retrying.partition, retrying.check_since),
+            "retrying_row": await table.get("old-retrying"),
+            "taken_over": (taken_over.state, taken_over.check_since),
+            "fresh": (fresh.state, fresh.partition),
+            "effect": await table.effect_seen("sms:SM" + "2" * 32),
+            "status": await table.record_status("old-sent", twilio_status="delivered"),
+            "sent_row": await table.get("old-sent"),
+        }
+
+    out = run(storage_env, body)
+    assert out["sent"] == ("done", "SM" + "1" * 32)  # not sent again
+    assert out["retrying"] == ("claimed", LEGACY_PARTITION, pytest.approx(now - 100))
+    assert out["retrying_row"]["status"] == "sent"  # written where it was
+    assert out["retrying_row"]["attempts"] == 3
+    # A claim left midway is taken over and checked at Twilio since it began, as before.
+    assert out["taken_over"] == ("claimed", pytest.approx(now - 300))
+    assert out["fresh"] == ("claimed", job_partition("new-job"))
+    assert out["effect"] is True  # a webhook handled before the upgrade is not redone
+    assert out["status"] is True and out["sent_row"]["twilio_status"] == "delivered"
+
+
+def test_without_legacy_rows_the_ledger_never_reads_the_legacy_partition(
+        storage_env: dict[str, str]) -> None:
+    reads: list[str] = []
+
+    async def body(table: TableLedger) -> None:
+        inner = await table._client()  # count point reads by partition
+        original = inner.get_entity
+
+        async def get_entity(partition: str, key: str, **kw: Any) -> Any:
+            reads.append(partition)
+            return await original(partition, key, **kw)
+
+        inner.get_entity = get_entity
+        for i in range(5):
+            claim = await table.claim(f"j-{i}", "m1")
+            await table.update(claim, status="sent", sid="SM" + "4" * 32)
+            assert await table.get(f"j-{i}") is not None
+        assert await table.get("nothing-here") is None
+        assert not await table.effect_seen("sms:SM" + "5" * 32)
+
+    run(storage_env, body)
+    assert LEGACY_PARTITION not in reads and LEGACY_WEBHOOK_PARTITION not in reads
+    assert reads  # the rows were read, in their own partitions

@@ -25,6 +25,7 @@ from devhost import services
 from ops.__main__ import main as ops_main
 from ops.__main__ import parser as ops_parser
 from shared import deadletters
+from shared.ledger import job_partition
 from tests.doubles import ManagedIdentityDouble, Recorded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,8 +87,8 @@ def texts(client: QueueClient) -> list[str]:
 
 
 def row(env: dict[str, str], key: str, **fields: Any) -> None:
-    table(env).upsert_entity({"PartitionKey": "job", "RowKey": key, "updated_at": time.time(),
-                              **fields})
+    table(env).upsert_entity({"PartitionKey": job_partition(key), "RowKey": key,
+                              "updated_at": time.time(), **fields})
 
 
 # -- jobs show ---------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_jobs_show_readable_json_and_not_found(env: dict[str, str],
     code, out, _ = run(capsys, "jobs", "show", "order-7", "--json")
     doc = json.loads(out)
     assert code == 0 and doc.pop("updated_at") > 0
-    assert doc == {"PartitionKey": "job", "RowKey": "order-7", "status": "sent",
+    assert doc == {"PartitionKey": job_partition("order-7"), "RowKey": "order-7", "status": "sent",
                    "sid": "SM" + "1" * 32, "twilio_status": "delivered", "attempts": 1,
                    "last_error": "", "claim_id": "c-9", "note": "added later"}
 

@@ -19,6 +19,7 @@ from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from devhost import services
+from shared.ledger import job_partition
 from tests.doubles import TwilioDouble
 from tests.helpers import FROM, env
 from tests.integration.test_end_to_end import post_signed, queue, wait_for
@@ -66,7 +67,7 @@ def enqueue(app: dict[str, Any], *docs: dict[str, Any]) -> None:
 def row(app: dict[str, Any], key: str) -> dict[str, Any]:
     table = TableClient.from_connection_string(app["env"]["AzureWebJobsStorage"],
                                                app["env"]["JOBS_TABLE_NAME"])
-    return dict(table.get_entity("job", key))
+    return dict(table.get_entity(job_partition(key), key))
 
 
 def status_events(app: dict[str, Any]) -> list[dict[str, Any]]:

@@ -202,7 +202,7 @@ def test_a_missing_role_is_one_line_naming_the_role() -> None:
     assert target.explain(exc, "account st1") == (
         "account st1 refused the request (403 AuthorizationPermissionMismatch): your login "
         "lacks a data role; `jobs show` needs 'Storage Table Data Reader'; `deadletters` and "
-        "`enqueue` 'Storage Queue Data Contributor' (README: Operations)")
+        "`enqueue` 'Storage Queue Data Contributor' (docs/operations.md)")
     assert target.explain(ValueError("x"), "Azurite") is None
 
 
