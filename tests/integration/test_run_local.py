@@ -254,6 +254,13 @@ def job_status(env: dict[str, str], key: str) -> str | None:
     return json.loads(shown.stdout)["status"] if shown.returncode == 0 else None
 
 
+def wait_all_stopped(pids: dict[str, int], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while running := [name for name, pid in pids.items() if alive(pid)]:
+        assert time.monotonic() < deadline, f"left running: {running}"
+        time.sleep(0.1)
+
+
 def stopped_cleanly(run: RunLocal, code: int = 130) -> None:
     assert run.wait() == code and "Traceback" not in run.output
     assert not [name for name, pid in run.pids().items() if alive(pid)]
@@ -347,11 +354,7 @@ def test_ctrl_c_stops_everything_when_the_output_goes_through_tee(
         assert set(pids) == {"Azurite", "Prism", "Twilio API front", "dev host"}
         os.killpg(shell.pid, signal.SIGINT)
         shell.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while [name for name, pid in pids.items() if alive(pid)]:
-            assert time.monotonic() < deadline, \
-                f"left running: {[n for n, p in pids.items() if alive(p)]}"
-            time.sleep(0.1)
+        wait_all_stopped(pids)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGKILL)
@@ -366,11 +369,7 @@ def test_services_stop_when_run_local_is_killed(tmp_path: Path, ports: Ports) ->
         pids = run.pids()
         os.kill(run.proc.pid, signal.SIGKILL)  # no chance to stop anything itself
         run.wait()
-        deadline = time.monotonic() + 30
-        while [name for name, pid in pids.items() if alive(pid)]:
-            assert time.monotonic() < deadline, \
-                f"left running: {[n for n, p in pids.items() if alive(p)]}"
-            time.sleep(0.1)
+        wait_all_stopped(pids)
     finally:
         run.stop()
 
