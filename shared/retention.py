@@ -31,7 +31,7 @@ log = logging.getLogger("shared.retention")
 META_PARTITION = "meta"
 META_ROW = "retention"
 BATCH = 100  # a table transaction holds at most 100 operations, all in one partition
-MAX_DELETES = 20_000
+MAX_DELETES = 200_000
 MAX_SECONDS = 120.0
 
 

@@ -147,7 +147,15 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         deadline = _throttle_deadline.get() or loop.time() + THROTTLE_BUDGET_SECONDS
         for attempt in range(1_000):
-            async with self.limiter.slot() as slot:
+            try:
+                slot = await self.limiter.acquire(timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                # Not sent: this instance's own window stayed full (its share of the
+                # account's limit is small): the caller re-queues as for a 429.
+                raise TwilioThrottled(429, url, "not sent: this instance's window of requests "
+                                      "to Twilio stayed full (TWILIO_MAX_CONCURRENCY, "
+                                      "shrunk by earlier 429s)", None, method, None) from None
+            try:
                 # aiohttp reads timeout=None as "no timeout": always pass ours.
                 response = await super().request(method, url, params, data, headers, None,
                                                  timeout or self.timeout, allow_redirects)
@@ -157,6 +165,8 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
                         slot.ok()
                     return response
                 slot.throttled()
+            finally:
+                await self.limiter.release(slot)
             wait = throttle_wait(attempt, retry_after, self._rng)
             if (retry_after or 0) > RETRY_AFTER_CAP_SECONDS or loop.time() + wait > deadline:
                 code, message = _error(response)

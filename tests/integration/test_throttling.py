@@ -183,3 +183,27 @@ def test_a_job_throttled_past_its_budget_comes_back_without_using_an_attempt(
     assert (row["status"], row["throttled"], row["throttle_streak"]) == ("retrying", 1, 1)
     assert row["attempts"] - row["throttled"] == 0  # no attempt used up
     assert "20429" in row["last_error"] and row.get("check_since", 0) == 0
+
+
+def test_a_request_that_waits_too_long_for_the_window_is_not_sent_and_says_why() -> None:
+    """With the window full past the attempt's budget, the request gives up before it is
+    sent, as throttled (the job comes back later without using an attempt)."""
+    with TwilioDouble(latency=1.5) as double:
+        async def two() -> Any:
+            client = api(double, ceiling=1)
+            try:
+                first = asyncio.create_task(client.send(sms(1), FROM))
+                await asyncio.sleep(0.1)  # the first holds the only place
+                with throttle_budget(0.3):
+                    try:
+                        await client.send(sms(2), FROM)
+                    except TwilioThrottled as exc:
+                        caught = exc
+                await first
+                return caught
+            finally:
+                await client.close()
+
+        exc = asyncio.run(two())
+    assert exc.code is None and "window" in exc.msg
+    assert [r.form["To"] for r in double.creates()] == [[sms(1).to]]  # the second never sent

@@ -39,27 +39,27 @@ def run_slots(limiter: AdaptiveLimiter, outcomes: list[str]) -> None:
     asyncio.run(go())
 
 
-def test_the_window_halves_on_429_once_per_cooldown_and_grows_back() -> None:
+def test_the_window_shrinks_on_429_once_per_cooldown_and_grows_back_by_the_second() -> None:
     clock = Clock(0.0)
     limiter = AdaptiveLimiter(8, clock=clock)
     run_slots(limiter, ["throttled", "throttled", "throttled"])  # one burst: one cut
-    assert (limiter.window, limiter.throttled) == (4.0, 3)
+    assert (limiter.window, limiter.throttled) == (6.0, 3)
     clock.now = 1.0
     run_slots(limiter, ["throttled"])
-    assert limiter.window == 2.0
-    run_slots(limiter, ["ok"] * 2)  # +1/window each: 2.5, then 2.9
-    assert limiter.window == pytest.approx(2.9)
-    run_slots(limiter, ["ok"] * 100)
+    assert limiter.window == 4.5
+    run_slots(limiter, ["ok"] * 50)  # no time has passed: no growth however many
+    assert limiter.window == 4.5
+    clock.now = 3.0
+    run_slots(limiter, ["ok"])  # one request a second
+    assert limiter.window == 6.5
+    clock.now = 60.0
+    run_slots(limiter, ["ok"])
     assert limiter.window == 8.0  # never above the ceiling
     run_slots(limiter, ["other"] * 5)  # errors say nothing about the account's limit
-    assert (limiter.window, limiter.requests) == (8.0, 106)
-    clock.now = 50.0
-    run_slots(limiter, ["throttled"] * 1 + ["throttled"])
-    assert limiter.window == 4.0
-    clock.now = 52.0
-    for _ in range(10):
-        run_slots(limiter, ["throttled"])
+    assert (limiter.window, limiter.requests) == (8.0, 56)
+    for _ in range(12):
         clock.now += 1
+        run_slots(limiter, ["throttled"])
     assert limiter.window == 1.0  # never below one request
 
 
@@ -88,18 +88,15 @@ def test_throttling_is_reported_once_a_minute_then_once_when_recovered(
     limiter = AdaptiveLimiter(4, clock=clock)
     run_slots(limiter, ["throttled", "ok", "ok"])
     assert caplog.messages == []  # not before a minute has passed
-    clock.now = 61.0  # a release after a minute reports the period that ends with it
-    run_slots(limiter, ["ok"])
-    clock.now = 122.0
-    run_slots(limiter, ["ok"] * 20)  # still below the ceiling at the first of these
-    clock.now = 183.0
-    run_slots(limiter, ["ok"])  # back at the ceiling: reported once more
-    clock.now = 244.0
+    clock.now = 60.5  # a release after a minute reports the period that ends with it
+    run_slots(limiter, ["throttled"])
+    clock.now = 121.0
+    run_slots(limiter, ["ok"] * 20)  # the first grows it back to the ceiling: reported
+    clock.now = 182.0
     run_slots(limiter, ["ok"] * 3)  # quiet: nothing
     assert [m.split(" period_s")[0] for m in caplog.messages] == [
-        "twilio_throttle window=3.2 ceiling=4 in_flight=0 requests=4 throttled=1 waited_s=0.0",
-        "twilio_throttle window=3.6 ceiling=4 in_flight=0 requests=1 throttled=0 waited_s=0.0",
-        "twilio_throttle window=4.0 ceiling=4 in_flight=0 requests=20 throttled=0 waited_s=0.0",
+        "twilio_throttle window=2.2 ceiling=4 in_flight=0 requests=4 throttled=2 waited_s=0.0",
+        "twilio_throttle window=4.0 ceiling=4 in_flight=0 requests=1 throttled=0 waited_s=0.0",
     ]
     assert all(r.levelno == logging.WARNING for r in caplog.records)
 
