@@ -18,6 +18,7 @@ import asyncio
 import base64
 import datetime as dt
 import inspect
+import json
 import logging
 import os
 import re
@@ -69,6 +70,30 @@ class QueueOptions:
                    visibility_timeout=_timespan(q.get("visibilityTimeout"), 0.0),
                    max_polling_interval=_timespan(q.get("maxPollingInterval"), 60.0),
                    message_encoding=str(q.get("messageEncoding", "base64")).lower())
+
+
+HOST_SETTING_PREFIX = "AzureFunctionsJobHost__"
+
+
+def with_app_settings(host_json: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """host.json with `AzureFunctionsJobHost__a__b=value` app settings laid over it, as the
+    Functions host reads them (`__` separates levels; names match case-insensitively). The
+    deployment sets the queue options this way (infra/: QUEUE_BATCH_SIZE ...)."""
+    merged: dict[str, Any] = json.loads(json.dumps(host_json))
+    for name, value in env.items():
+        if not name.startswith(HOST_SETTING_PREFIX):
+            continue
+        node = merged
+        *path, leaf = name[len(HOST_SETTING_PREFIX):].split("__")
+        for part in path:
+            key = next((k for k in node if k.lower() == part.lower()), part)
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        key = next((k for k in node if k.lower() == leaf.lower()), leaf)
+        node[key] = value
+    return merged
 
 
 def resolve(name: str, env: Mapping[str, str]) -> str:
@@ -207,9 +232,11 @@ class DevHost:
     def __init__(self, app: func.FunctionApp, host_json: Mapping[str, Any],
                  env: Mapping[str, str], *, message_lease_seconds: float = 600.0,
                  state_dir: Path | None = None, clock: timers.Clock | None = None,
-                 sleep: timers.Sleep = asyncio.sleep, timer_lock_poll_seconds: float = 5.0
-                 ) -> None:
+                 sleep: timers.Sleep = asyncio.sleep, timer_lock_poll_seconds: float = 5.0,
+                 drain_seconds: float = 5.0) -> None:
         self.env = env
+        host_json = with_app_settings(host_json, env)
+        self.drain_seconds = drain_seconds
         # The real host keeps a fetched message invisible while it runs (10 minutes,
         # renewed); here a fixed lease, longer than any attempt (shared.ledger).
         self.message_lease_seconds = message_lease_seconds
@@ -331,7 +358,9 @@ class DevHost:
     async def _poll(self, fn: Any) -> None:
         """Fetch and run messages until stopped. Like the real host, it outlives storage
         outages: it logs, backs off (up to `maxPollingInterval`, at least 5 s) and
-        resumes, saying so."""
+        resumes, saying so. Stopped, it drains as the real host does on scale-in: what runs
+        gets `drain_seconds` to finish; what is cut off has its message made visible again,
+        so a restart picks it up at once instead of after the lease."""
         from azure.core.exceptions import ResourceExistsError
 
         trigger = fn.get_trigger()
@@ -339,7 +368,7 @@ class DevHost:
         client = self._queue_client(trigger.connection or "AzureWebJobsStorage", name)
         poison = self._queue_client(trigger.connection or "AzureWebJobsStorage", f"{name}-poison")
         opts = self.queue_options
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight: dict[asyncio.Task[None], Any] = {}  # task -> its message
         idle = 0.1
         failing_since: float | None = None
         backoff = 0.5
@@ -355,7 +384,8 @@ class DevHost:
                                 pass
                         ready = True
                     if len(in_flight) > opts.new_batch_threshold:
-                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(list(in_flight),
+                                           return_when=asyncio.FIRST_COMPLETED)
                         continue
                     async with asyncio.timeout(30):
                         # No SDK retries here: this loop backs off itself, and says so.
@@ -383,13 +413,32 @@ class DevHost:
                 idle = 0.1
                 for m in messages:
                     task = asyncio.create_task(self._run_one(fn, client, poison, m))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    in_flight[task] = m
+                    task.add_done_callback(lambda t: in_flight.pop(t, None))
         finally:
-            for task in in_flight:
-                task.cancel()
+            await self._drain(name, client, in_flight)
             await client.close()
             await poison.close()
+
+    async def _drain(self, name: str, client: Any, in_flight: dict[asyncio.Task[None], Any]
+                     ) -> None:
+        if in_flight:
+            await asyncio.wait(list(in_flight), timeout=self.drain_seconds)
+        cut = list(in_flight.items())
+        for task, _ in cut:
+            task.cancel()
+        await asyncio.gather(*(t for t, _ in cut), return_exceptions=True)
+        for _, m in cut:
+            try:
+                await client.update_message(m.id, m.pop_receipt, visibility_timeout=0)
+            except Exception as exc:  # noqa: BLE001 - it comes back when its lease ends
+                log.warning("message %s: stopped mid-run and not released (%s); it comes "
+                            "back in %d s", m.id, type(exc).__name__,
+                            self.message_lease_seconds)
+        if cut:
+            log.warning("queue %s: %d message(s) stopped mid-run, visible again for the next "
+                        "start (each looks at its ledger row, and at Twilio if need be)", name,
+                        len(cut))
 
     async def _run_one(self, fn: Any, client: Any, poison: Any, m: Any) -> None:
         opts = self.queue_options

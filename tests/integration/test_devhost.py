@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from devhost.host import DevHost, HostError, QueueOptions, resolve
+from devhost.host import DevHost, HostError, QueueOptions, resolve, with_app_settings
 from devhost.services import free_port
 
 
@@ -103,6 +103,51 @@ def test_base64_encoding_and_concurrency_limit(storage_env: dict[str, str]) -> N
                          conn, qname, texts, done))
     assert sorted(state["bodies"]) == sorted(f"m{i}".encode() for i in range(20))
     assert 4 <= state["peak"] <= 4 + 2
+
+
+def test_app_settings_override_host_json_as_the_functions_host_reads_them() -> None:
+    hj = host_json(batchSize=16, newBatchThreshold=8, visibilityTimeout="00:00:30")
+    env = {"AzureFunctionsJobHost__extensions__queues__batchSize": "4",
+           "AzureFunctionsJobHost__Extensions__Queues__NEWBATCHTHRESHOLD": "1",
+           "AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "2",
+           "AzureFunctionsJobHost__extensions__http__routePrefix": "hooks",
+           "AzureFunctionsJobHost__functionTimeout": "00:01:00", "OTHER": "x"}
+    merged = with_app_settings(hj, env)
+    assert merged == {"version": "2.0", "functionTimeout": "00:01:00", "extensions": {
+        "queues": {"batchSize": "4", "newBatchThreshold": "1", "visibilityTimeout": "00:00:30",
+                   "maxDequeueCount": "2"},
+        "http": {"routePrefix": "hooks"}}}
+    assert hj["extensions"]["queues"]["batchSize"] == 16  # the file's copy is untouched
+    opts = QueueOptions.from_host_json(merged)
+    assert (opts.batch_size, opts.new_batch_threshold, opts.max_dequeue_count) == (4, 1, 2)
+
+
+def test_stopped_mid_run_its_messages_are_visible_again_at_once(
+        storage_env: dict[str, str]) -> None:
+    """Ctrl-C while a message runs: after the drain time it is cut off, and its message is
+    released for the next start, not hidden for the 10-minute lease."""
+    started = asyncio.Event()
+
+    async def hang(msg: func.QueueMessage) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    conn, qname = storage_env["AzureWebJobsStorage"], storage_env["OUTBOUND_QUEUE_NAME"]
+
+    async def go() -> list[str]:
+        dev = DevHost(tiny_app(hang), host_json(messageEncoding="none",
+                                                maxPollingInterval="00:00:00.2"),
+                      {"AzureWebJobsStorage": conn, "Q": qname}, drain_seconds=0.2)
+        client = QueueClient.from_connection_string(conn, qname)
+        async with client:
+            await client.create_queue()
+            await client.send_message("job-1")
+            await dev.start("127.0.0.1", free_port())
+            await asyncio.wait_for(started.wait(), 10)
+            await dev.stop()
+            return [m.content async for m in client.receive_messages()]
+
+    assert asyncio.run(go()) == ["job-1"]
 
 
 # -- queue output bindings ----------------------------------------------------------------
