@@ -2,9 +2,9 @@
 
 Twilio limits the concurrent REST requests of an account and answers the excess with HTTP 429
 (error 20429). Each instance keeps its requests under a window that starts at the ceiling
-(`TWILIO_MAX_CONCURRENCY`), shrinks to three quarters on a 429 (at most once per
-`cooldown_seconds`, so one burst of refusals counts once) and grows back by one request per
-second of successes. Several instances sharing an account then settle near the account's limit
+(`TWILIO_MAX_CONCURRENCY`), shrinks to three quarters on a 429 (at most once per two round
+trips, so one burst of refusals counts once) and grows back by one request per second of
+successes. Several instances sharing an account then settle near the account's limit
 instead of storming it, as TCP connections settle on a link's capacity. The growth is per
 second, not per round trip as in TCP: every 429 costs its request Twilio's `Retry-After` (a
 second or more), so probing above the limit twenty times a second would cost more than the
@@ -33,10 +33,11 @@ REPORT_SECONDS = 60.0
 class Slot:
     """One request's place in the window; says how the request went."""
 
-    __slots__ = ("outcome",)
+    __slots__ = ("outcome", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, started: float = 0.0) -> None:
         self.outcome = "other"  # "ok", "throttled", or "other" (an error: no signal)
+        self.started = started
 
     def ok(self) -> None:
         self.outcome = "ok"
@@ -48,7 +49,7 @@ class Slot:
 class AdaptiveLimiter:
     def __init__(self, ceiling: int, *, clock: Callable[[], float] = time.monotonic,
                  decrease: float = 0.75, increase_per_second: float = 1.0,
-                 cooldown_seconds: float = 1.0,
+                 max_cooldown_seconds: float = 1.0, min_cooldown_seconds: float = 0.05,
                  report_seconds: float = REPORT_SECONDS) -> None:
         if ceiling < 1:
             raise ValueError("the ceiling must be at least 1")
@@ -60,7 +61,8 @@ class AdaptiveLimiter:
         self._clock = clock
         self._decrease = decrease
         self._increase = increase_per_second
-        self._cooldown = cooldown_seconds
+        self._cooldown_bounds = (min_cooldown_seconds, max_cooldown_seconds)
+        self._round_trip = 0.0  # smoothed duration of a successful request
         self._last_cut = float("-inf")
         self._grown_at = clock()
         self._report = report_seconds
@@ -83,14 +85,15 @@ class AdaptiveLimiter:
         async with asyncio.timeout(timeout), changed:
             await changed.wait_for(lambda: self.in_flight < self.limit)
             self.in_flight += 1
-        self._period_waited += self._clock() - started
-        return Slot()
+        now = self._clock()
+        self._period_waited += now - started
+        return Slot(now)
 
     async def release(self, slot: Slot) -> None:
         changed = self._condition()
         async with changed:
             self.in_flight -= 1
-            self._record(slot.outcome)
+            self._record(slot)
             changed.notify(max(0, self.limit - self.in_flight))
         self._maybe_report()
 
@@ -107,11 +110,21 @@ class AdaptiveLimiter:
             self._changed = asyncio.Condition()
         return self._changed
 
-    def _record(self, outcome: str) -> None:
-        now = self._clock()
+    @property
+    def cooldown(self) -> float:
+        """How long after a cut further 429s are taken as the same burst: two round trips
+        (the refusals of requests sent before the cut are still arriving), within bounds."""
+        low, high = self._cooldown_bounds
+        return min(high, max(low, 2 * self._round_trip))
+
+    def _record(self, slot: Slot) -> None:
+        now, outcome = self._clock(), slot.outcome
         if outcome == "ok":
             self.requests += 1
             self._period_requests += 1
+            sample = now - slot.started
+            self._round_trip = sample if not self._round_trip else \
+                0.8 * self._round_trip + 0.2 * sample
             if self.window < self.ceiling:
                 grown = (now - self._grown_at) * self._increase
                 self.window = min(float(self.ceiling), self.window + grown)
@@ -121,7 +134,7 @@ class AdaptiveLimiter:
             self.throttled += 1
             self._period_requests += 1
             self._period_throttled += 1
-            if now - self._last_cut >= self._cooldown:
+            if now - self._last_cut >= self.cooldown:
                 self.window = max(1.0, self.window * self._decrease)
                 self._last_cut = self._grown_at = now
         if self.window < self.ceiling:

@@ -181,3 +181,28 @@ def test_a_job_throttled_past_the_deadline_is_dead_lettered_as_throttled() -> No
     assert row["status"] == "failed" and row["throttled"] == len(results)
     delays = [d for _, d in queues.messages[OUTBOUND]]
     assert delays[:4] == sorted(delays[:4]) and max(delays) <= 450  # growing, capped
+
+
+def test_a_burst_of_refusals_counts_once_per_two_round_trips() -> None:
+    clock = Clock(0.0)
+    limiter = AdaptiveLimiter(16, clock=clock)
+
+    async def request(seconds: float, outcome: str) -> None:
+        slot = await limiter.acquire()
+        clock.now += seconds
+        getattr(slot, outcome)()
+        await limiter.release(slot)
+
+    async def go() -> None:
+        for _ in range(5):
+            await request(0.2, "ok")  # requests take 0.2 s: the burst lasts 0.4 s
+        assert limiter.cooldown == pytest.approx(0.4)
+        await request(0.0, "throttled")
+        clock.now += 0.3
+        await request(0.0, "throttled")  # the same burst
+        assert limiter.window == 12.0
+        clock.now += 0.2
+        await request(0.0, "throttled")  # a new one
+        assert limiter.window == 9.0
+
+    asyncio.run(go())
