@@ -38,6 +38,7 @@ from ops import appsettings
 from ops import target as tgt
 from ops.ledger import fetch
 from ops.letters import (
+    HOST_POISON,
     NOT_FOUND,
     PEEK_MAX,
     Letter,
@@ -161,8 +162,10 @@ class Planner:
                                 or float(row.get("claimed_at") or 0)
                                 or letter.at - POISON_WINDOW_SECONDS, letter)
         elif known is None and row is None:
-            note = (f"{key}, a new key (the job has no id and the host moved it as it was: "
-                    "the key it had cannot be known)")
+            how = "the host moved it as it was" if letter.kind == HOST_POISON else \
+                "its dead letter names no key"
+            note = f"{key}, a new key (the job has no id and {how}: the key it had cannot be " \
+                "known)"
             seed = seed_row(key, self.check_since or letter.at - POISON_WINDOW_SECONDS, letter)
         elif row is None:
             note = f"{key} under the same key (no row: it was never claimed, so never sent)"
