@@ -9,6 +9,7 @@ takes the app's own default (`shared.settings.Settings`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from ops import azdenv
 from ops.localsettings import DEV_DEFAULTS, ROOT, file_values, settings_file
 from ops.target import OpsError, Target
-from shared.settings import Settings, SettingsError
+from shared.settings import STORAGE_PREFIX, Settings, SettingsError
 
 DEFAULT = "default"
 
@@ -62,8 +63,6 @@ class AppSettings:
 
 
 def local(env: Mapping[str, str] | None = None, root: Path = ROOT) -> AppSettings:
-    import os
-
     env = os.environ if env is None else env
     path = settings_file(env, root)
     try:
@@ -76,7 +75,15 @@ def local(env: Mapping[str, str] | None = None, root: Path = ROOT) -> AppSetting
 
 
 def deployment(found: azdenv.AzdEnv) -> AppSettings:
-    return AppSettings((Layer(found.label, found.values),),
+    """The azd environment's values, and the app settings its Bicep derives from the
+    deployment's outputs (infra/app/api.bicep)."""
+    values = found.values
+    derived = {name: value for name, value in (
+        (f"{STORAGE_PREFIX}__accountName", values.get("AZURE_STORAGE_ACCOUNT_NAME")),
+        ("WEBHOOK_BASE_URL", values.get("FUNCTION_APP_HOST") and
+         f"https://{values['FUNCTION_APP_HOST']}")) if value}
+    return AppSettings((Layer(found.label, values),
+                        Layer(f"{found.label} (from the deployment's outputs)", derived)),
                        f"the deployment of {found.label}")
 
 
@@ -91,6 +98,6 @@ def for_target(target: Target, env: Mapping[str, str] | None = None, root: Path 
     if found is None:
         return None
     account = found.values.get("AZURE_STORAGE_ACCOUNT_NAME")
-    if account and account not in target.where:
+    if account and target.account and account != target.account:
         return None  # another deployment's environment
     return deployment(found)

@@ -511,3 +511,21 @@ def test_commands_with_an_azure_login(oauth_azurite: dict[str, Any], tmp_path: P
         assert len(tokens) == 3  # one login per command
     outbound = QueueClient.from_connection_string(seed, "twilio-outbound", **verify)
     assert [json.loads(m.content).get("id") for m in outbound.peek_messages(32)] == ["n-9", None]
+
+
+def test_dry_run_says_when_a_replay_will_fail_the_same_way_again(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue(env, "-rejected").send_message(letter("no_sender", {**JOB, "id": "n-3"}))
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", "")  # still unset, as when it was refused
+    code, out, _ = run(capsys, "deadletters", "replay", "--all", "--dry-run")
+    assert code == 0 and out.splitlines()[0] == (
+        "would replay rejected no_sender         n-3 under the same key (no row: it was never "
+        "claimed, so never sent); will fail the same way again: the job has no 'from' or "
+        "'messaging_service_sid', and TWILIO_FROM_NUMBER is not set (nor "
+        "TWILIO_MESSAGING_SERVICE_SID) (in the settings of the local app)")
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", "+15005550006")  # fixed: it will go
+    code, out, _ = run(capsys, "deadletters", "replay", "--all", "--dry-run")
+    assert code == 0 and out.splitlines()[0] == (
+        "would replay rejected no_sender         n-3 under the same key (no row: it was never "
+        "claimed, so never sent)")

@@ -423,3 +423,54 @@ def test_front_rewrites_only_the_specs_array_fields() -> None:
     assert problems == [{"location": ["body", "MediaUrl", "0"], "severity": "Error",
                          "code": "format",
                          "message": "Request body property MediaUrl 'not a url' is not a 'uri'"}]
+
+
+# -- the settings a target's app reads ---------------------------------------------------
+
+def test_an_azd_environment_is_read_as_azd_writes_it(tmp_path: Path) -> None:
+    from ops import azdenv
+
+    assert azdenv.find(tmp_path, {}) is None
+    (tmp_path / ".azure" / "dev").mkdir(parents=True)
+    (tmp_path / ".azure" / "config.json").write_text('{"version": 1, "defaultEnvironment": "dev"}')
+    (tmp_path / ".azure" / "dev" / ".env").write_text(
+        'AZURE_ENV_NAME="dev"\nFUNCTION_APP_HOST="func-x.azurewebsites.net"\n'
+        "# a comment\nJOB_RETENTION_DAYS=7\nQUOTED=\"a \\\"b\\\"\\nc\"\n"
+        'TWILIO_AUTH_TOKEN="akvs://sub/vault/twilio-auth-token"\n')
+    found = azdenv.find(tmp_path, {})
+    assert found is not None and found.label == "azd env dev"
+    assert found.values == {"AZURE_ENV_NAME": "dev", "FUNCTION_APP_HOST": "func-x.azurewebsites.net",
+                            "JOB_RETENTION_DAYS": "7", "QUOTED": 'a "b"\nc'}
+    assert azdenv.find(tmp_path, {"AZURE_ENV_NAME": "prod"}) is None  # no such environment
+
+
+def test_each_setting_says_where_it_comes_from(tmp_path: Path) -> None:
+    from ops import appsettings
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"Values": {"JOB_RETENTION_DAYS": "10"}}))
+    app = appsettings.local({"LOCAL_SETTINGS_FILE": str(path),
+                             "WEBHOOK_EFFECT_RETENTION_HOURS": "12"}, tmp_path)
+    assert [app.source(n) for n in ("WEBHOOK_EFFECT_RETENTION_HOURS", "JOB_RETENTION_DAYS",
+                                    "TWILIO_FROM_NUMBER", "THROTTLE_DEADLINE_SECONDS")] == [
+        "environment", "s.json", "local defaults", "default"]
+    s = app.settings()
+    assert (s.job_retention_days, s.webhook_effect_retention_hours, s.from_number) == (
+        10.0, 12.0, "+15005550006")
+    bad = appsettings.local({"LOCAL_SETTINGS_FILE": str(path), "JOB_RETENTION_DAYS": "0"},
+                            tmp_path)
+    with pytest.raises(target.OpsError, match="the settings of the local app do not load: "
+                                              "JOB_RETENTION_DAYS must be at least 1"):
+        bad.settings()
+    # A deployment's: its azd environment, when this checkout has the one for its account.
+    (tmp_path / ".azure" / "dev").mkdir(parents=True)
+    (tmp_path / ".azure" / "dev" / ".env").write_text(
+        'AZURE_STORAGE_ACCOUNT_NAME="st1"\nKEY_VAULT_URL="https://kv1.vault.azure.net"\n'
+        'JOB_RETENTION_DAYS="7"\n')
+    azd = {"AZURE_ENV_NAME": "dev", "LOCAL_SETTINGS_FILE": str(path)}
+    found = appsettings.for_target(target.resolve(args(account="st1"), azd), azd, tmp_path)
+    assert found is not None and found.about == "the deployment of azd env dev"
+    assert (found.source("JOB_RETENTION_DAYS"), found.settings().job_retention_days) == (
+        "azd env dev", 7.0)
+    assert appsettings.for_target(target.resolve(args(account="st2"), azd), azd,
+                                  tmp_path) is None  # another deployment
