@@ -9,6 +9,7 @@ dev host) or a real deployment (your Azure login).
   deadletters delete ID   discard dead letters
   enqueue                 put a job on the outbound queue, checked against the schema
   webhook / sign          play Twilio: a signed webhook request, or just its signature
+  numbers show|connect    what a Twilio number points at; point it at the app
   ledger retention        how long the ledger keeps rows, and what the last clean-up did
 
 `python -m ops <command> --help` for each. Exit status: 0 done, 1 failed (a request, a
@@ -52,7 +53,7 @@ import inspect
 import logging
 import os
 
-from ops import deadletters, enqueue, jobs, ledger, webhook
+from ops import deadletters, enqueue, jobs, ledger, numbers, webhook
 from ops.target import OpsError, explain
 
 CUT_OFF = 141  # what a shell reports for a command stopped by SIGPIPE
@@ -64,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true",
                    help="log the Azure SDK's requests and show tracebacks")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (jobs, deadletters, enqueue, webhook, ledger):
+    for module in (jobs, deadletters, enqueue, webhook, numbers, ledger):
         module.add_parser(commands)
     return p
 
