@@ -1,7 +1,7 @@
 """`python -m ops enqueue`: put an outbound job on the queue, checked against the schema.
 
     python -m ops enqueue '{"type": "sms", "to": "+15551234567", "body": "hi"}'
-    python -m ops enqueue --sms +15551234567 "Your table is ready"
+    python -m ops enqueue --sms +15551234567 "Your table is ready" --id order-1042
     python -m ops enqueue --call +15551234567 "This is a reminder"
     echo '{"type": "sms", "to": "+15551234567", "body": "hi"}' | python -m ops enqueue -
     python -m ops enqueue --no-validate 'not even JSON'     # sent as it is (tests the app)
