@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from triggers import outbound, webhooks
+from triggers import outbound, retention, webhooks
 
 app = func.FunctionApp()
 app.register_functions(webhooks.bp)
 app.register_functions(outbound.bp)
+app.register_functions(retention.bp)

@@ -10,7 +10,7 @@ them. Each scenario sends a burst of jobs while one kind of fault happens, waits
 system to settle, and counts per job: sent once, duplicates, lost, stuck, dead-lettered.
 Exits non-zero on any lost or stuck job.
 
-    .venv/bin/python -m bench.faults            # the full suite (README table)
+    .venv/bin/python -m bench.faults            # the full suite (docs/reliability.md table)
     .venv/bin/python -m bench.faults --quick    # fewer jobs per scenario (CI)
 """
 

@@ -9,7 +9,9 @@ targetScope = 'subscription'
 param environmentName string
 
 // The regions of the official Flex Consumption quickstart (Azure-Samples/functions-quickstart-python-http-azd,
-// infra/main.bicep): a Flex plan anywhere else fails at deploy time, so azd only offers these.
+// infra/main.bicep) without its canary region eastus2euap (EUAP: early-access Azure regions that
+// ordinary subscriptions cannot deploy to). A Flex plan anywhere else fails at deploy time, so azd
+// only offers these; `az functionapp list-flexconsumption-locations` is the live list.
 @minLength(1)
 @description('Region for every resource; one that offers Flex Consumption.')
 @allowed([
@@ -22,7 +24,6 @@ param environmentName string
   'eastasia'
   'eastus'
   'eastus2'
-  'eastus2euap'
   'francecentral'
   'germanywestcentral'
   'italynorth'
@@ -69,14 +70,6 @@ param twilioFromNumber string = ''
 @description('Default Messaging Service for SMS/WhatsApp jobs (MG + 32 hex); wins over twilioFromNumber. Empty: none.')
 param twilioMessagingServiceSid string = ''
 
-@secure()
-@description('Optional: seed the Twilio Account SID secret. Empty: set it after deployment.')
-param twilioAccountSid string = ''
-
-@secure()
-@description('Optional: seed the Twilio auth token secret. Empty: set it after deployment.')
-param twilioAuthToken string = ''
-
 @description('Outbound queue name (3-54 lowercase letters, digits, dashes).')
 param outboundQueueName string = 'twilio-outbound'
 
@@ -89,7 +82,7 @@ param inboundQueueName string = 'twilio-inbound'
 @description('Queue the app publishes message and call status events on.')
 param statusQueueName string = 'twilio-status'
 
-@description('Incoming call flow as one JSON document (see README); empty: greeting only.')
+@description('Incoming call flow as one JSON document (see docs/webhooks.md); empty: greeting only.')
 param callFlow string = ''
 
 @description('SMS keyword replies as a JSON object, e.g. {"HOURS": "Open 9 to 5."}; empty: none.')
@@ -101,14 +94,62 @@ param voiceGreeting string = 'Hello. Thanks for calling. Goodbye.'
 @description('Reply to incoming SMS; empty for none.')
 param smsAutoReply string = 'Thanks for your message. We will get back to you soon.'
 
-@description('Most instances the app scales out to (Flex Consumption).')
+@description('Object ids of other identities that put jobs on the outbound queue, comma-separated (another app\'s managed identity, a Logic App\'s). Each gets Storage Queue Data Message Sender on that queue only. Empty: none.')
+param producerPrincipalIds string = ''
+
+// Sizing (docs/deploy.md, "Sizing"). Flex scales each function group on its own, the outbound
+// queue function up to maximumInstanceCount instances, each sending at most twilioMaxConcurrency
+// Twilio requests at once: the defaults (10 x 8 = 80) stay under the 100 concurrent requests a
+// Twilio account commonly allows. Each is mapped in main.parameters.json, so `azd env set` keeps it.
+
+@description('Most instances each Flex scale group (the outbound queue function; the webhooks) scales out to. Flex accepts 1 to 1000.')
 @minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 40
+param maximumInstanceCount int = 10
 
-@description('Memory per instance, MB (Flex Consumption).')
-@allowed([512, 2048, 4096])
+@description('Memory per instance, MB: 2048 or 4096, the sizes Flex Consumption documents (512 is refused with the API version used here).')
+@allowed([2048, 4096])
 param instanceMemoryMB int = 2048
+
+@description('Queue messages one instance fetches at once (host.json extensions.queues.batchSize; the host accepts 1 to 32).')
+@minValue(1)
+@maxValue(32)
+param queueBatchSize int = 16
+
+@description('Fetch the next batch when this few messages are still running (extensions.queues.newBatchThreshold): an instance runs up to batchSize + newBatchThreshold jobs at once.')
+@minValue(0)
+@maxValue(32)
+param queueNewBatchThreshold int = 8
+
+@description('Per-instance ceiling on concurrent Twilio REST requests (TWILIO_MAX_CONCURRENCY). Keep maximumInstanceCount x this under the account\'s limit.')
+@minValue(1)
+@maxValue(100)
+param twilioMaxConcurrency int = 8
+
+@description('Webhook requests one instance of the HTTP group serves at once (functionAppConfig.scaleAndConcurrency.triggers.http.perInstanceConcurrency).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+@description('Instances of the HTTP group kept warm (always ready; billed while idle). 0: none, webhooks may meet a cold start.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyInstances int = 0
+
+@description('A job throttled by Twilio (HTTP 429) is dead-lettered as throttled only after this long (THROTTLE_DEADLINE_SECONDS).')
+@minValue(60)
+@maxValue(604800)
+param throttleDeadlineSeconds int = 3600
+
+@description('Days a job\'s row in the ledger is kept after it reached a final state (JOB_RETENTION_DAYS).')
+@minValue(1)
+@maxValue(3650)
+param jobRetentionDays int = 30
+
+@description('Hours a webhook\'s de-duplication row is kept (WEBHOOK_EFFECT_RETENTION_HOURS); Twilio retries within minutes.')
+@minValue(1)
+@maxValue(8760)
+param webhookEffectRetentionHours int = 48
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -167,7 +208,7 @@ module storage 'app/storage.bicep' = {
   }
 }
 
-// Where the Twilio Account SID and auth token live.
+// Where the Twilio Account SID and auth token live (infra/hooks writes them only when absent).
 module keyVault 'app/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
@@ -175,16 +216,12 @@ module keyVault 'app/keyvault.bicep' = {
     name: keyVaultName
     location: location
     tags: tags
-    accountSidSecretName: accountSidSecretName
-    authTokenSecretName: authTokenSecretName
-    twilioAccountSid: twilioAccountSid
-    twilioAuthToken: twilioAuthToken
   }
 }
 
 // The function app on a Flex Consumption plan, configured with the settings the app reads.
 // After rbac: the host starts, and azd deploys the code, only once the identity may read its
-// storage and vault (role assignments still take minutes to propagate; see README).
+// storage and vault (role assignments still take minutes to propagate; see docs/deploy.md).
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -214,10 +251,18 @@ module api 'app/api.bicep' = {
     smsAutoReply: smsAutoReply
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    queueBatchSize: queueBatchSize
+    queueNewBatchThreshold: queueNewBatchThreshold
+    twilioMaxConcurrency: twilioMaxConcurrency
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyInstances: alwaysReadyInstances
+    throttleDeadlineSeconds: throttleDeadlineSeconds
+    jobRetentionDays: jobRetentionDays
+    webhookEffectRetentionHours: webhookEffectRetentionHours
   }
 }
 
-// Data-plane roles for the app identity (and the deploying principal, if given).
+// Data-plane roles for the app identity, the deploying principal and the producers, if given.
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -228,6 +273,8 @@ module rbac 'app/rbac.bicep' = {
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
     userPrincipalType: principalType
+    outboundQueueName: outboundQueueName
+    producerPrincipalIds: producerPrincipalIds
   }
 }
 

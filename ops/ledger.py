@@ -4,7 +4,8 @@ keeps rows, as the target's app reads its settings, and what the last clean-up d
 The app's retention function deletes final job rows `JOB_RETENTION_DAYS` after their last
 write and webhook-effect rows after `WEBHOOK_EFFECT_RETENTION_HOURS`, a bounded amount per
 run, and records each run in the row PartitionKey `meta`, RowKey `retention`: `last_run_at`
-(epoch seconds), `last_deleted`, `last_partition` (where it stopped) and `complete`.
+(epoch seconds), `last_deleted`, `last_partition` (where the next run starts) and
+`complete` (`shared.retention`).
 
     python -m ops ledger retention
     python -m ops ledger retention --json
@@ -23,10 +24,9 @@ from ops import appsettings
 from ops import target as tgt
 from ops.text import ago, when
 from shared.ledger import read_job
+from shared.retention import META_PARTITION, META_ROW
 from shared.settings import Settings
 
-META_PARTITION = "meta"
-RETENTION_ROW = "retention"
 # The settings shown, with the Settings field that holds each and its unit.
 RETENTION = {"JOB_RETENTION_DAYS": ("job_retention_days", "days"),
              "WEBHOOK_EFFECT_RETENTION_HOURS": ("webhook_effect_retention_hours", "hours")}
@@ -118,8 +118,8 @@ def render(values: dict[str, tuple[float, str]], about: str, row: dict[str, Any]
     at = row.get("last_run_at")
     stamp = f"{when(at)} ({ago(at, now)})" if isinstance(at, (int, float)) else "at an unknown time"
     state = ("complete" if row.get("complete") else
-             f"not complete: stopped at partition {row.get('last_partition') or '?'}, where "
-             "the next run picks up")
+             "not complete (it stops after a bounded amount of work): the next run picks up "
+             f"at partition {row.get('last_partition') or '?'}")
     lines.append(f"Last run: {stamp}: deleted {row.get('last_deleted', 0)} rows; {state}.")
     return "\n".join(lines)
 
@@ -128,7 +128,7 @@ async def run_retention(args: argparse.Namespace) -> int:
     target = tgt.resolve(args)
     values, about = settings_in_force(target)
     async with tgt.Session(target) as session:
-        row = await meta_row(session, RETENTION_ROW)
+        row = await meta_row(session, META_ROW)
     if args.json:
         print(json.dumps({"settings": {k: {"value": v, "source": s}
                                        for k, (v, s) in values.items()},

@@ -1,5 +1,5 @@
 """The settings of a local run: the process environment, then `local.settings.json`, then
-the local defaults below (which demonstrate every feature the README shows).
+the local defaults below (which demonstrate every feature the README and docs/ show).
 
 Light on purpose (no SDK imports): `scripts/run-local`, the dev host and the `ops` tools
 all read settings through here. It lives in `ops` because the tools are used against
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # point it at a missing one to run on the defaults alone).
 SETTINGS_FILE_VARIABLE = "LOCAL_SETTINGS_FILE"
 
-# The README's call flow (section "Incoming call flow without code"), so a local call
+# The call flow of docs/webhooks.md (section "Incoming call flow without code"), so a local call
 # answers with a greeting and a menu.
 LOCAL_CALL_FLOW = {
     "greeting": "Thanks for calling Acme.",
@@ -37,7 +37,7 @@ LOCAL_CALL_FLOW = {
 
 # Local defaults: Azurite on its usual ports, the local Twilio API double on 4010, test
 # credentials that only the double accepts (it checks the SID's shape, not its value), and
-# the README's keyword replies and call flow.
+# the keyword replies and call flow of docs/webhooks.md.
 DEV_DEFAULTS = {
     "FUNCTIONS_WORKER_RUNTIME": "python",  # `func start` needs it
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",

@@ -116,8 +116,11 @@ def locate_app(base: str | None, env: Mapping[str, str] | None = None, root: Pat
 
 
 def _pair(values: Mapping[str, str]) -> tuple[str, str] | None:
+    """Both credentials, unless one is missing, the local token, or a reference azd keeps
+    to a vault (`akvs://`, as a hook sees a value set with `azd env set-secret`)."""
     sid, token = values.get("TWILIO_ACCOUNT_SID"), values.get("TWILIO_AUTH_TOKEN")
-    if sid and token and token != LOCAL_AUTH_TOKEN:
+    if sid and token and token != LOCAL_AUTH_TOKEN and not any(
+            v.startswith(azdenv.SECRET_REFERENCE) for v in (sid, token)):
         return sid, token
     return None
 

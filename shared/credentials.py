@@ -96,7 +96,7 @@ class KeyVaultSource:
 
     Token rotation: when the token secret's current version is younger than
     `rotation_window_seconds`, the newest earlier enabled version is read too, and webhooks
-    signed with either token are accepted (README: rotate the auth token). Disabling the old
+    signed with either token are accepted (docs/deploy.md: rotate the auth token). Disabling the old
     version in the vault ends the window at once.
     """
 

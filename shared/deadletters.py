@@ -20,6 +20,7 @@ import logging
 import re
 from typing import Any
 
+from shared.jobs import printable
 from shared.storage import MAX_MESSAGE_BYTES, queue_bytes
 
 log = logging.getLogger("shared.deadletters")
@@ -28,7 +29,7 @@ ENVELOPE_VERSION = 1
 # Every kind of dead letter the app writes. The Functions host's own poison move (a crash
 # repeated maxDequeueCount times) leaves the original text in `-poison`, not an envelope.
 KINDS = ("invalid_job", "no_sender", "twilio_permanent", "retries_exhausted",
-         "outcome_unknown")
+         "outcome_unknown", "throttled")
 # The log line alerts match (infra/app/alerts.bicep); fields are single tokens, `reason`
 # comes last and runs to the end of the line.
 LOG_PREFIX = "dead_letter"
@@ -44,11 +45,13 @@ def envelope(*, kind: str, reason: str, original: bytes | str, queue_message_id:
              **extra: Any) -> str:
     """The envelope's JSON text, at most `MAX_MESSAGE_BYTES` on the queue."""
     doc: dict[str, Any] = {
-        "envelope_version": ENVELOPE_VERSION, "kind": kind, "reason": reason[:_REASON_CHARS],
+        "envelope_version": ENVELOPE_VERSION, "kind": kind,
+        "reason": printable(reason)[:_REASON_CHARS],
         "job_key": job_key, "twilio_code": twilio_code, "queue_message_id": queue_message_id,
         "dequeue_count": dequeue_count, **extra,
         "at": dt.datetime.fromtimestamp(at, dt.UTC).isoformat()}
-    raw = original.encode("utf-8") if isinstance(original, str) else original
+    # A str original with a lone surrogate is kept byte for byte too (as base64).
+    raw = original.encode("utf-8", "surrogatepass") if isinstance(original, str) else original
     try:
         text = raw.decode("utf-8")
         field = "original"

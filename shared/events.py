@@ -1,7 +1,7 @@
 """Events for other Azure services: what happened on the phone, as JSON queue messages.
 
 Each event has a stable `event_id`; delivery is at least once (a queue), so consumers
-should drop an `event_id` they have seen. Version 1 fields are documented in the README.
+should drop an `event_id` they have seen. Version 1 fields are documented in docs/webhooks.md.
 """
 
 from __future__ import annotations

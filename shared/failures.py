@@ -14,6 +14,15 @@ PERMANENT_CODES = frozenset({21211, 21610, 21614, 21608, 21612, 21606, 21635, 21
 # Twilio is pacing the account: retry, but later.
 CAPACITY_CODES = frozenset({21611, 30001, 22005})
 TOO_MANY_REQUESTS = 20429
+# What a newcomer needs to know next to Twilio's own words for these refusals.
+HINTS = {
+    21608: "a trial account sends only to numbers verified in the Twilio console (Phone "
+           "Numbers > Verified Caller IDs); verify this one or upgrade the account",
+    21606: "the sender must be a number of this account that can send SMS: set "
+           "TWILIO_FROM_NUMBER (or the job's 'from') to one listed under Phone Numbers > "
+           "Active numbers",
+    21212: "the sender is not a valid phone number of this account: check TWILIO_FROM_NUMBER",
+}
 # An Account SID in an error text (aiohttp puts the request URL in its messages): a person
 # needs to know which request failed, not the account's identifier.
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
@@ -25,7 +34,7 @@ def redact(text: str) -> str:
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # "permanent", "transient" or "capacity"
+    kind: str  # "permanent", "transient", "capacity" or "throttled"
     reason: str
     twilio_code: int | None = None
     http_status: int | None = None
@@ -33,15 +42,21 @@ class Failure:
     # broke after the request was written). An HTTP error answer means it did not.
     ambiguous: bool = False
     letter_kind: str = "twilio_permanent"  # the dead letter's kind, when not retryable
+    retry_after: float | None = None  # Twilio's hint, for a throttled request
 
     @property
     def retryable(self) -> bool:
         return self.kind != "permanent"
 
 
-def classify(exc: BaseException) -> Failure | None:
-    """A `Failure` for errors we understand; None for a bug (let the host retry it)."""
+def classify(exc: BaseException, *, sending: bool = False) -> Failure:
+    """What `exc` means for the job. `sending`: it came from the request that creates the
+    message or call, so an error we cannot explain may have come after Twilio acted on it
+    (an answer that cannot be read, a bug past the request): such a failure is ambiguous, and
+    the next attempt looks at Twilio first. Nothing here raises: every job ends somewhere."""
     from twilio.base.exceptions import TwilioRestException
+
+    from shared.twilio_rest import TwilioThrottled
 
     if isinstance(exc, JobRejected):
         return Failure("permanent", str(exc), letter_kind="invalid_job")
@@ -49,11 +64,17 @@ def classify(exc: BaseException) -> Failure | None:
         status, code = exc.status, exc.code
         reason = redact(f"Twilio answered HTTP {status}" + (f", error {code}" if code else "")
                         + (f": {exc.msg}" if exc.msg else ""))
-        if code in CAPACITY_CODES:
+        if code in HINTS:
+            reason += f" ({HINTS[code]})"
+        if code in CAPACITY_CODES:  # a full sender queue: minutes, not seconds
             return Failure("capacity", reason, code, status)
+        if isinstance(exc, TwilioThrottled) or status == 429 or code == TOO_MANY_REQUESTS:
+            # Never processed (Twilio's documentation of 20429): safe to send again.
+            return Failure("throttled", reason, code, status,
+                           retry_after=getattr(exc, "retry_after", None))
         if code in PERMANENT_CODES:
             return Failure("permanent", reason, code, status)
-        if status in (401, 408, 409, 429) or code == TOO_MANY_REQUESTS or status >= 500:
+        if status in (401, 408, 409) or status >= 500:
             # 401 after the secrets were re-read: a credentials problem, not the job's.
             return Failure("transient", reason, code, status)
         return Failure("permanent", reason, code, status)
@@ -68,7 +89,14 @@ def classify(exc: BaseException) -> Failure | None:
         return Failure("transient", _network(exc))
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return Failure("transient", _network(exc), ambiguous=True)
-    return None
+    where = "after the request to Twilio" if sending else "talking to Twilio"
+    return Failure("transient", redact(f"unexpected error {where}: {type(exc).__name__}: "
+                                       f"{_printable(str(exc))}"), ambiguous=sending)
+
+
+def _printable(text: str) -> str:
+    """An error's text as a log line and a table can take it: no lone surrogates, short."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
 
 
 def _network(exc: BaseException) -> str:

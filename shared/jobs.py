@@ -116,6 +116,32 @@ def decode_text(raw: bytes | str) -> str:
 
 
 def parse(raw: bytes | str, *, clock: Callable[[], float] | None = time.time) -> Job:
+    """The job in a queue message. Whatever the message holds, this returns a `Job` or
+    raises `JobRejected` saying why: a producer's bytes never crash the worker."""
+    doc = _document(raw)
+    try:
+        return from_dict(doc, clock=clock)
+    except JobRejected:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # A value Python cannot hold as the schema allows (checked: no known input gets
+        # here, but a new field must not turn a bad job into a crash).
+        raise JobRejected(f"message is not a job we can read ({type(exc).__name__}: "
+                          f"{printable(str(exc))[:200]})") from None
+
+
+def claimed_id(raw: bytes | str) -> str | None:
+    """The `id` a refused message gives itself, if it has a valid one: so that a job refused
+    for another reason is found under its own id (ops deadletters list --job)."""
+    try:
+        doc = _document(raw)
+    except JobRejected:
+        return None
+    value = doc.get("id") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and valid_id(value) else None
+
+
+def _document(raw: bytes | str) -> Any:
     # Sizes first: nothing larger than a queue message is parsed, let alone validated.
     if len(raw) > MAX_RAW_CHARS:
         raise _too_large(len(raw))
@@ -123,13 +149,20 @@ def parse(raw: bytes | str, *, clock: Callable[[], float] | None = time.time) ->
     if len(text) > MAX_TEXT_CHARS:
         raise _too_large(len(text))
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise JobRejected(f"message is not JSON ({exc.msg} at line {exc.lineno} "
                           f"column {exc.colno})") from None
     except RecursionError:
         raise JobRejected("message is not a job: its JSON is nested too deeply") from None
-    return from_dict(doc, clock=clock)
+    except ValueError as exc:  # e.g. a number of thousands of digits (int_max_str_digits)
+        raise JobRejected(f"message is not a job: {printable(str(exc))[:200]}") from None
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates (valid in JSON escapes, not in UTF-8) written as escapes,
+    so that it can go in a log line, an envelope or a table row."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def from_dict(doc: Any, *, clock: Callable[[], float] | None = time.time) -> Job:
@@ -406,7 +439,7 @@ def _error_order(error: Any) -> tuple[int, str]:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = printable(json.dumps(value, ensure_ascii=False))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -57,7 +57,8 @@ ATTEMPT_SECONDS = 45.0
 LEASE_SECONDS = 60.0
 
 # Statuses that end a job key for good: a job enqueued again under such a key is never sent
-# (the dead letter says why); re-sending it takes a new id (README: where every job ends).
+# (the dead letter says why); re-sending it takes a new id (docs/reliability.md: where every
+# job ends).
 FINAL_STATUSES = frozenset({"sent", "rejected", "failed", "unknown"})
 BURNED_STATUSES = FINAL_STATUSES - {"sent"}
 
@@ -235,6 +236,10 @@ class TableLedger:
         """`fn(*args, **kwargs)` with retries: every write here is safe to repeat (a retried
         insert or update that landed is recognised by its `claim_id`)."""
         return await retrying(lambda: fn(*args, **kwargs), self._retry, what)
+
+    async def table_client(self) -> Any:
+        """The async TableClient (retention sweeps with it), the table created once."""
+        return await self._client()
 
     async def _legacy_present(self, table: Any, partition: str) -> bool:
         return bool(await self._call("looking for rows of an earlier version",

@@ -4,11 +4,16 @@
 - Already sent (same key): not sent again (see `shared.ledger`).
 - Twilio refuses it for good (a bad number, an opt-out ...): moved to `-rejected` with
   Twilio's code and message.
-- Transient failure (429, 5xx, timeouts, resets, vault unavailable): a copy is enqueued
-  with a growing delay; after `max_attempts` tries it goes to `<queue>-poison` with the
-  last error beside it. Capacity errors wait longer.
-Anything else raises, and the Functions host retries the message, then moves it to
-`-poison` itself.
+- Transient failure (5xx, timeouts, resets, vault unavailable, an answer that cannot be
+  read): a copy is enqueued with a growing, jittered delay; after `max_attempts` tries it
+  goes to `<queue>-poison` with the last error beside it. Capacity errors wait longer.
+- Throttled (429 / 20429: the account has too many requests in flight): retried inside the
+  invocation (`shared.twilio_rest`), then re-queued with a jittered delay. Throttling never
+  uses up the job's attempts; a job still throttled `THROTTLE_DEADLINE_SECONDS` after its
+  first 429 goes to `-poison` as `throttled`.
+Whatever a message holds, it ends in exactly one of those places with a reason. Only a
+storage failure (the outcome cannot be written) raises: the Functions host then delivers the
+message again, and the ledger row lets it continue.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import json
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,7 +34,7 @@ from shared.jobs import Job, JobRejected
 from shared.ledger import ATTEMPT_SECONDS, Claim, ClaimLost, Ledger
 from shared.settings import Settings
 from shared.storage import QueueWriter
-from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS, Sent
+from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS, Sent, throttle_budget
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,14 @@ BUSY_RECHECK_MARGIN_SECONDS = 5
 # long after it before anything is sent: a Twilio that stalled with our request in its
 # queue answers a list as soon as it wakes, while that create is still being made.
 SETTLE_SECONDS = 2 * REQUEST_TIMEOUT_SECONDS
+# Throttled requests are retried inside one attempt for at most this long in all: the look
+# at Twilio and the send (each up to the request timeout) and these waits end within
+# ATTEMPT_SECONDS, so inside the claim's lease.
+THROTTLE_BUDGET_SECONDS = 10.0
+# A job throttled past the in-invocation budget comes back after a delay growing from BASE
+# to CAP with the streak of throttled attempts, jittered (never less than Retry-After).
+THROTTLE_DELAY_BASE_SECONDS = 5
+THROTTLE_DELAY_CAP_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -72,13 +86,29 @@ def retry_delay(kind: str, attempts: int) -> int:
     return int(min(RETRY_CAP_SECONDS, base * 3 ** max(0, attempts - 1)))
 
 
+def jitter(delay: float) -> int:
+    """`delay` spread by +-20%: copies failed in the same second do not all return in one."""
+    return max(1, round(delay * random.uniform(0.8, 1.2)))
+
+
+def throttle_delay(streak: int, retry_after: float | None, rng: random.Random) -> int:
+    """Delay before a throttled job's next attempt: 5 s, 10 s, 20 s ... up to 5 minutes,
+    jittered by +-50%, never under Twilio's Retry-After."""
+    base = min(THROTTLE_DELAY_CAP_SECONDS, THROTTLE_DELAY_BASE_SECONDS * 2 ** max(0, streak - 1))
+    wait: float = max(retry_after or 0.0, base * rng.uniform(0.5, 1.5))
+    return max(1, math.ceil(wait))
+
+
 class OutboundProcessor:
     def __init__(self, settings: Settings, sender: Sender, ledger: Ledger, queues: QueueWriter,
                  *, max_attempts: int = MAX_ATTEMPTS,
                  clock: Callable[[], float] = time.time,
                  delays: Callable[[str, int], int] = retry_delay,
+                 spread: Callable[[float], int] = jitter,
+                 rng: random.Random | None = None,
                  attempt_seconds: float = ATTEMPT_SECONDS,
-                 settle_seconds: float = SETTLE_SECONDS) -> None:
+                 settle_seconds: float = SETTLE_SECONDS,
+                 throttle_budget_seconds: float = THROTTLE_BUDGET_SECONDS) -> None:
         self.settings = settings
         self.sender = sender
         self.ledger = ledger
@@ -86,8 +116,11 @@ class OutboundProcessor:
         self.max_attempts = max_attempts
         self.clock = clock
         self.delays = delays
+        self.spread = spread
+        self.rng = rng or random.Random()
         self.attempt_seconds = attempt_seconds
         self.settle_seconds = settle_seconds
+        self.throttle_budget_seconds = throttle_budget_seconds
 
     async def process(self, item: QueueItem) -> Outcome:
         """Raises only when the outcome could not be written (storage unreachable): the
@@ -95,7 +128,7 @@ class OutboundProcessor:
         try:
             job = jobs.parse(item.body, clock=None)  # send_at's window: after the claim
         except JobRejected as exc:
-            return await self._reject(item, None, "invalid_job", str(exc))
+            return await self._reject(item, jobs.claimed_id(item.body), "invalid_job", str(exc))
         key = job.id or f"msg-{item.id}"
         try:  # sender, Messaging Service and callbacks from the settings
             outgoing = jobs.prepare(job, self.settings, key)
@@ -135,11 +168,10 @@ class OutboundProcessor:
         if claim.check_since:
             # An earlier attempt may have reached Twilio: look before sending again.
             try:
-                found = await self._look_up(outgoing, claim)
-            except Exception as exc:  # noqa: BLE001 - classified, unknown ones re-raised
+                with throttle_budget(self.throttle_budget_seconds):
+                    found = await self._look_up(outgoing, claim)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified
                 failure = classify(exc)
-                if failure is None:
-                    raise
                 # Twilio did not answer promptly, so it may still be holding our request:
                 # the next look waits the settle time again, and an earlier "not found"
                 # no longer counts.
@@ -147,7 +179,7 @@ class OutboundProcessor:
                     failure, reason=f"could not check at Twilio whether an earlier attempt "
                                     f"was sent: {failure.reason}", ambiguous=False,
                     kind="transient" if failure.kind == "permanent" else failure.kind),
-                    settle=True)
+                    settle=failure.kind != "throttled")
             if found is not None:
                 await self.ledger.update(claim, status="sent", sid=found.sid,
                                          twilio_status=found.status, check_since=0.0,
@@ -165,15 +197,14 @@ class OutboundProcessor:
 
         try:
             jobs.check_schedule(outgoing, self.clock())
-            sent = await self.sender.send(outgoing, outgoing.from_)
-        except Exception as exc:  # noqa: BLE001 - classified below, unknown ones re-raised
-            failure = classify(exc)
-            if failure is None:
-                # A bug, not Twilio: release the claim so the host's retry can send.
-                await self.ledger.update(claim, status="retrying",
-                                         last_error=type(exc).__name__)
-                raise
-            return await self._failed(item, job, claim, failure, checked=note is not None)
+        except JobRejected as exc:
+            return await self._failed(item, job, claim, classify(exc), checked=note is not None)
+        try:
+            with throttle_budget(self.throttle_budget_seconds):
+                sent = await self.sender.send(outgoing, outgoing.from_)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified
+            return await self._failed(item, job, claim, classify(exc, sending=True),
+                                      checked=note is not None)
 
         # Only what changes: a first attempt's row has no error or check to clear.
         had_check = bool(claim.check_since or record.get("check_since"))
@@ -206,7 +237,7 @@ class OutboundProcessor:
 
     async def _failed(self, item: QueueItem, job: Job, claim: Claim, failure: Failure, *,
                       checked: bool = False, settle: bool = False) -> Outcome:
-        key, attempts = claim.key, claim.attempts
+        key, record = claim.key, claim.record or {}
         # Since when Twilio may hold a message from this job: kept until a check has looked.
         since = 0.0 if checked else claim.check_since
         if failure.ambiguous:
@@ -217,29 +248,64 @@ class OutboundProcessor:
             await self.ledger.update(claim, status="rejected", last_error=failure.reason,
                                      twilio_code=failure.twilio_code, check_since=0.0)
             return outcome
-        ambiguous = int((claim.record or {}).get("ambiguous") or 0) + failure.ambiguous
+        if failure.kind == "throttled":
+            return await self._throttled(item, job, claim, failure, since)
+        ambiguous = int(record.get("ambiguous") or 0) + failure.ambiguous
+        # Throttled attempts do not count: Twilio never processed them.
+        attempts = claim.attempts - int(record.get("throttled") or 0)
         if attempts >= self.max_attempts:
-            # Given up. If an attempt may still have reached Twilio, say so.
-            kind = "outcome_unknown" if since else "retries_exhausted"
-            await self._dead_letter(self.settings.poison_queue_name, item, key, kind,
-                                    failure.reason, failure.twilio_code, attempts=attempts)
-            await self.ledger.update(claim, status="unknown" if since else "failed",
-                                     last_error=failure.reason, ambiguous=ambiguous)
-            return Outcome("poisoned", key, reason=failure.reason)
+            return await self._give_up(item, claim, failure, since, "retries_exhausted",
+                                       ambiguous=ambiguous)
         # Release the claim first: if the copy below is never written, the host redelivers
         # this message and it can claim again.
-        delay = self.delays(failure.kind, attempts)
+        delay = self.spread(self.delays(failure.kind, attempts))
         if failure.ambiguous or settle:
             # A request we gave up on may still reach Twilio: look only once it cannot.
             delay = max(delay, int(self.settle_seconds))
         await self.ledger.update(claim, status="retrying", last_error=failure.reason,
                                  twilio_code=failure.twilio_code, check_since=since,
-                                 absent_at=_cleared(claim.record or {}, "absent_at"),
+                                 absent_at=_cleared(record, "absent_at"),
+                                 throttled_since=_cleared(record, "throttled_since"),
                                  ambiguous=ambiguous, retry_at=self.clock() + delay)
         await self._requeue(job, key, delay)
         log.warning("job %s: attempt %d failed (%s); retrying in %d s", key, attempts,
                     failure.reason, delay)
         return Outcome("retry_scheduled", key, reason=failure.reason)
+
+    async def _throttled(self, item: QueueItem, job: Job, claim: Claim, failure: Failure,
+                         since: float) -> Outcome:
+        """Twilio turned the request away for load past the in-invocation budget: come back
+        later, without using up an attempt, until the throttle deadline."""
+        key, record, now = claim.key, claim.record or {}, self.clock()
+        started = float(record.get("throttled_since") or 0.0) or now
+        throttled = int(record.get("throttled") or 0) + 1
+        if now - started >= self.settings.throttle_deadline_seconds:
+            reason = (f"Twilio kept refusing for load for {(now - started) / 60:.0f} min "
+                      f"(THROTTLE_DEADLINE_SECONDS); last: {failure.reason}")
+            return await self._give_up(item, claim, replace(failure, reason=reason), since,
+                                       "throttled", throttled=throttled)
+        streak = int(record.get("throttle_streak") or 0) + 1 if record.get("throttled_since") \
+            else 1
+        delay = throttle_delay(streak, failure.retry_after, self.rng)
+        await self.ledger.update(claim, status="retrying", last_error=failure.reason,
+                                 twilio_code=failure.twilio_code, check_since=since,
+                                 throttled=throttled, throttled_since=started,
+                                 throttle_streak=streak, retry_at=now + delay)
+        await self._requeue(job, key, delay)
+        log.info("job %s: throttled by Twilio (%d in a row); trying again in %d s", key,
+                 streak, delay)
+        return Outcome("retry_scheduled", key, reason=failure.reason)
+
+    async def _give_up(self, item: QueueItem, claim: Claim, failure: Failure, since: float,
+                       kind: str, **fields: Any) -> Outcome:
+        """To -poison. If an attempt may still have reached Twilio, say so."""
+        kind = "outcome_unknown" if since else kind
+        attempts = claim.attempts - int((claim.record or {}).get("throttled") or 0)
+        await self._dead_letter(self.settings.poison_queue_name, item, claim.key, kind,
+                                failure.reason, failure.twilio_code, attempts=attempts)
+        await self.ledger.update(claim, status="unknown" if since else "failed",
+                                 last_error=failure.reason, **fields)
+        return Outcome("poisoned", claim.key, reason=failure.reason)
 
     async def _requeue(self, job: Job, key: str, delay: int) -> None:
         copy = json.dumps(jobs.to_dict(replace(job, id=key)), ensure_ascii=False)
@@ -253,6 +319,7 @@ class OutboundProcessor:
 
     async def _dead_letter(self, queue: str, item: QueueItem, key: str | None, kind: str,
                            reason: str, twilio_code: int | None, **extra: Any) -> None:
+        reason = jobs.printable(reason)  # a producer's lone surrogate, quoted, is no crash
         await self.queues.put(queue, deadletters.envelope(
             kind=kind, reason=reason, original=item.body, queue_message_id=item.id,
             job_key=key, twilio_code=twilio_code, dequeue_count=item.dequeue_count,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared import retention
 from shared.credentials import CredentialCache, source_for
 from shared.ledger import ATTEMPT_SECONDS, LEASE_SECONDS, Ledger, TableLedger
 from shared.outbound import OutboundProcessor
@@ -45,7 +46,8 @@ class Runtime:
         credentials = CredentialCache(source_for(settings, secret_client_factory),
                                       ttl_seconds=settings.secrets_ttl_seconds)
         storage = Storage(settings.storage, retry)
-        twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client)
+        twilio = TwilioApi(credentials, settings.api_base_url, twilio_http_client,
+                           max_concurrency=settings.twilio_max_concurrency)
         ledger = ledger or TableLedger(lambda: storage.table(settings.jobs_table_name),
                                        lease_seconds=lease_seconds, retry=retry)
         queues = queues or storage
@@ -54,6 +56,16 @@ class Runtime:
                                       settle_seconds=2 * twilio.http_client.timeout)
         return cls(settings, credentials, Webhooks(settings, credentials, ledger, queues),
                    storage, twilio, processor)
+
+    async def sweep_ledger(self) -> retention.Sweep:
+        """One retention run over the jobs table (the timer trigger's work)."""
+        ledger = self.processor.ledger
+        if not isinstance(ledger, TableLedger):
+            raise TypeError("retention sweeps the Table Storage ledger only")
+        return await retention.sweep(
+            await ledger.table_client(),
+            job_retention_seconds=self.settings.job_retention_days * 86400,
+            effect_retention_seconds=self.settings.webhook_effect_retention_hours * 3600)
 
     async def close(self) -> None:
         await self.twilio.close()

@@ -1,6 +1,6 @@
 """The app's settings: one typed object read from app settings (or the environment locally).
 
-The setting names are a contract shared with `infra/` and the README; `SETTING_NAMES` lists
+The setting names are a contract shared with `infra/` and docs/settings.md; `SETTING_NAMES` lists
 every name the app reads, and a test keeps the Bicep in step with it.
 """
 

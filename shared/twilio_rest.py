@@ -4,25 +4,39 @@ One aiohttp session per process (connections are reused across jobs); a `twilio.
 per set of credentials, rebuilt only when the credentials change. `TWILIO_API_BASE_URL`
 points the client at a local double by rewriting the request origin in the HTTP client, the
 seam twilio-python offers for this.
+
+Every request takes a place in the instance's adaptive window (`shared.limiter`). A 429 (or a
+503 that says when to come back, `Retry-After`) is retried right here, the same request after
+a jittered, growing wait that honours `Retry-After`: Twilio documents that a request answered
+429 is never processed, so sending it again cannot send twice. The waits stop at the
+throttle deadline of the current attempt (`throttle_budget`); past it, `TwilioThrottled` lets
+the caller re-queue the job for later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime as dt
+import email.utils
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 
 from shared import twiml
 from shared.credentials import CredentialCache, TwilioCredentials
 from shared.jobs import MAX_TWIML_CHARS, Job, JobRejected
+from shared.limiter import AdaptiveLimiter
 
 TWILIO_ORIGIN = "https://api.twilio.com"
 REQUEST_TIMEOUT_SECONDS = 15.0
@@ -30,7 +44,64 @@ REQUEST_TIMEOUT_SECONDS = 15.0
 # created since that attempt began (less our clock's possible lead over Twilio's).
 FIND_LIMIT = 20
 CLOCK_SKEW_SECONDS = 15.0
+# Throttled requests are retried here for at most this long per request, unless the caller
+# set a deadline of its own (`throttle_budget`); waits grow from BASE to CAP, fully jittered.
+THROTTLE_BUDGET_SECONDS = 10.0
+THROTTLE_BACKOFF_BASE_SECONDS = 0.25
+THROTTLE_BACKOFF_CAP_SECONDS = 4.0
+# Retry-After beyond this is not waited out in the invocation: the job is re-queued instead.
+RETRY_AFTER_CAP_SECONDS = 300.0
 T = TypeVar("T")
+
+_throttle_deadline: ContextVar[float | None] = ContextVar("twilio_throttle_deadline",
+                                                          default=None)
+
+
+@contextlib.contextmanager
+def throttle_budget(seconds: float) -> Iterator[None]:
+    """Within this block, throttled requests are retried until `seconds` from now in all
+    (one attempt's share: an attempt must end inside the claim's lease)."""
+    token = _throttle_deadline.set(asyncio.get_running_loop().time() + seconds)
+    try:
+        yield
+    finally:
+        _throttle_deadline.reset(token)
+
+
+class TwilioThrottled(TwilioRestException):  # type: ignore[misc]
+    """Twilio kept refusing the request for load (429, or 503 with Retry-After) past the
+    throttle deadline. Nothing was processed; `retry_after` is Twilio's hint, if any."""
+
+    def __init__(self, status: int, uri: str, msg: str, code: int | None, method: str,
+                 retry_after: float | None) -> None:
+        super().__init__(status, uri, msg, code, method)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: a number of seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def throttle_wait(attempt: int, retry_after: float | None, rng: random.Random) -> float:
+    """The wait before retry `attempt` (0-based) of a throttled request: full jitter over a
+    doubling range, never less than Twilio's Retry-After (plus jitter, so that requests told
+    the same second do not all return in it)."""
+    spread = min(THROTTLE_BACKOFF_CAP_SECONDS, THROTTLE_BACKOFF_BASE_SECONDS * 2 ** attempt)
+    jitter = rng.uniform(0, spread)
+    return (retry_after + jitter) if retry_after is not None else jitter
 
 # twilio-python logs every request at INFO; keep its lines out unless something is wrong.
 _http_log = logging.getLogger("shared.twilio_http")
@@ -48,12 +119,17 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     rewrite for local doubles."""
 
     def __init__(self, base_url: str = TWILIO_ORIGIN, *,
-                 timeout: float = REQUEST_TIMEOUT_SECONDS, max_connections: int = 100) -> None:
+                 timeout: float = REQUEST_TIMEOUT_SECONDS, max_connections: int = 100,
+                 limiter: AdaptiveLimiter | None = None,
+                 rng: random.Random | None = None) -> None:
         super().__init__(pool_connections=False, timeout=timeout, logger=_http_log)
         self.session: Any = None
         self._base = None if base_url == TWILIO_ORIGIN else base_url
         self._max_connections = max_connections
+        self.limiter = limiter or AdaptiveLimiter(max_connections)
+        self._rng = rng or random.Random()
         self.connections_opened = 0  # for benchmarks
+        self.throttle_retries = 0  # requests sent again after a 429
 
     async def request(self, method: str, url: str, params: Any = None, data: Any = None,
                       headers: Any = None, auth: Any = None, timeout: float | None = None,
@@ -68,9 +144,37 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             # aiohttp deprecates its `auth=` argument and `BasicAuth`: send the header
             # they would have sent (RFC 7617), built once per set of credentials.
             headers = {**(headers or {}), "Authorization": self._basic(auth[0], auth[1])}
-        # aiohttp reads timeout=None as "no timeout": always pass ours.
-        return await super().request(method, url, params, data, headers, None,
-                                     timeout or self.timeout, allow_redirects)
+        loop = asyncio.get_running_loop()
+        deadline = _throttle_deadline.get() or loop.time() + THROTTLE_BUDGET_SECONDS
+        for attempt in range(1_000):
+            try:
+                slot = await self.limiter.acquire(timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                # Not sent: this instance's own window stayed full (its share of the
+                # account's limit is small): the caller re-queues as for a 429.
+                raise TwilioThrottled(429, url, "not sent: this instance's window of requests "
+                                      "to Twilio stayed full (TWILIO_MAX_CONCURRENCY, "
+                                      "shrunk by earlier 429s)", None, method, None) from None
+            try:
+                # aiohttp reads timeout=None as "no timeout": always pass ours.
+                response = await super().request(method, url, params, data, headers, None,
+                                                 timeout or self.timeout, allow_redirects)
+                throttled, retry_after = _load_refusal(response)
+                if not throttled:
+                    if response.status_code < 500:
+                        slot.ok()
+                    return response
+                slot.throttled()
+            finally:
+                await self.limiter.release(slot)
+            wait = throttle_wait(attempt, retry_after, self._rng)
+            if (retry_after or 0) > RETRY_AFTER_CAP_SECONDS or loop.time() + wait > deadline:
+                code, message = _error(response)
+                raise TwilioThrottled(response.status_code, url, message, code, method,
+                                      retry_after)
+            self.throttle_retries += 1
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable: the deadline ends the loop")
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - a few credentials per process
     def _basic(self, user: str, password: str) -> str:
@@ -94,11 +198,36 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             self.session = None
 
 
+def _load_refusal(response: Any) -> tuple[bool, float | None]:
+    """Whether `response` turns the request away for load, and Twilio's Retry-After in
+    seconds (None when it gave none). A 503 counts only with a Retry-After: then it says the
+    request was turned away for load; a bare 503 is an outage (shared.failures)."""
+    headers = response.headers or {}
+    retry_after = retry_after_seconds(headers.get("Retry-After"))
+    status = response.status_code
+    return status == 429 or (status == 503 and retry_after is not None), retry_after
+
+
+def _error(response: Any) -> tuple[int | None, str]:
+    """Twilio's error code and message from an error answer, as twilio-python reads them."""
+    try:
+        doc = json.loads(response.text)
+    except (TypeError, ValueError):
+        return None, "Too Many Requests"
+    if not isinstance(doc, dict):
+        return None, "Too Many Requests"
+    code = doc.get("code")
+    return (code if isinstance(code, int) else None), str(doc.get("message") or
+                                                           "Too Many Requests")
+
+
 class TwilioApi:
     def __init__(self, credentials: CredentialCache, base_url: str = TWILIO_ORIGIN,
-                 http_client: AsyncTwilioHttpClient | None = None) -> None:
+                 http_client: AsyncTwilioHttpClient | None = None,
+                 max_concurrency: int = 8) -> None:
         self.credentials = credentials
-        self.http_client = http_client or RoutedHttpClient(base_url)
+        self.http_client = http_client or RoutedHttpClient(
+            base_url, limiter=AdaptiveLimiter(max_concurrency))
         self._client: Any = None
         self._client_for: TwilioCredentials | None = None
 
@@ -111,15 +240,13 @@ class TwilioApi:
         (epoch seconds), or None. Twilio's list resources filter by To and From (To only
         for a Messaging Service, which picks the sender); the body (for a message) and the
         creation time narrow it to this job. Two jobs with the same
-        recipient, sender and text in the same minutes cannot be told apart: the README says
-        so, and `reconciled` on the job's row shows what was found."""
+        recipient, sender and text in the same minutes cannot be told apart:
+        docs/reliability.md says so, and `reconciled` on the job's row shows what was found."""
         return await self._with_client(lambda client: self._find(client, job, from_number,
                                                                  since))
 
     async def _with_client(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """`call(client)`; a 401 re-reads the secrets once (a rotated token)."""
-        from twilio.base.exceptions import TwilioRestException
-
         creds = await self.credentials.get()
         try:
             return await call(self._client_with(creds))

@@ -2,7 +2,7 @@
 
 Each stage answers what the original twimlet answered (Twilio's MIT-licensed PHP, and
 twimlets.com's later behaviour as twilio-labs/function-templates records it); the
-differences are deliberate and listed in the README. Each function takes `Params` (the
+differences are deliberate and listed in docs/twimlets.md. Each function takes `Params` (the
 settings from the signed URL's query, Twilio's runtime fields from the form) and a `Links`
 that builds absolute URLs back to this app, keeping the signed origin and `?code=`, and
 returns TwiML plus any outbound jobs to enqueue (voicemail and conference notifications).

@@ -38,12 +38,14 @@ class Recorded:
 class Reply:
     """A scripted answer. `action`: "reply", "sleep" (never answer in time), "reset" (cut
     the connection), or "accept_then_reset" / "accept_then_sleep" (create the resource,
-    then cut the connection or answer after `delay`: Twilio acted, the caller can't know)."""
+    then cut the connection or answer after `delay`: Twilio acted, the caller can't know),
+    or "accept_then_garble" (create it, then answer 201 with a gateway's HTML page)."""
 
     status: int = 201
     body: dict[str, Any] | None = None
     action: str = "reply"
     delay: float = 0.0
+    headers: dict[str, str] | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -149,10 +151,18 @@ class TwilioDouble(LoopbackServer):
     on start, so a double that is killed and started again keeps its data."""
 
     def __init__(self, *, latency: float = 0.0, upstream: str | None = None,
-                 journal: str | None = None, port: int = 0) -> None:
+                 journal: str | None = None, port: int = 0, max_in_flight: int = 0,
+                 retry_after: str | None = "1") -> None:
         super().__init__(port=port)
         self.script: list[Reply] = []
         self.latency = latency
+        # Twilio's account concurrency limit: beyond `max_in_flight` requests at once, 429
+        # with error 20429 (and `Retry-After` when set), the request not processed.
+        self.max_in_flight = max_in_flight
+        self.retry_after = retry_after
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.throttled = 0
         self.upstream = upstream
         self.auth_token: str | None = None  # when set, other tokens get Twilio's 401
         # Replies per recipient (`To`), used first: fault plans that survive concurrency.
@@ -184,6 +194,24 @@ class TwilioDouble(LoopbackServer):
                     r.path.endswith(f"/{kind}.json" if kind else ".json")]
 
     def handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
+        if not self.max_in_flight:
+            return self._handle(req, handler)
+        with self.lock:
+            if self.in_flight >= self.max_in_flight:
+                self.throttled += 1
+                headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+                return _json(429, {"code": 20429, "message": "Too Many Requests",
+                                   "more_info": "https://www.twilio.com/docs/errors/20429",
+                                   "status": 429}, **headers)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return self._handle(req, handler)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _handle(self, req: Recorded, handler: BaseHTTPRequestHandler) -> Any:
         path = urlsplit(req.path).path
         if req.method == "GET" and path.endswith((".json",)) and not self.upstream:
             if not self._authorised(req):
@@ -211,7 +239,8 @@ class TwilioDouble(LoopbackServer):
             return None
         if reply.status >= 400:
             return _json(reply.status, reply.body or {"code": 20500, "message": "error",
-                                                      "status": reply.status})
+                                                      "status": reply.status},
+                         **(reply.headers or {}))
         resource = reply.body or self._create(req)
         # Accepted, then the answer is lost or comes too late: Twilio has the resource.
         if reply.action == "accept_then_reset":
@@ -219,13 +248,15 @@ class TwilioDouble(LoopbackServer):
             return None
         if reply.action == "accept_then_sleep":
             time.sleep(reply.delay)
+        if reply.action == "accept_then_garble":
+            return 201, {"Content-Type": "text/html"}, b"<html><body>502 Bad Gateway</body></html>"
         return _json(reply.status, resource)
 
     def _create(self, req: Recorded) -> dict[str, Any]:
         kind = "SM" if req.path.endswith("/Messages.json") else "CA"
         form = req.form
         with self.lock:
-            n = len(self.requests)
+            n = len(self.created) + 1  # unique however many requests run at once
             resource = {"sid": f"{kind}{n:032x}", "status": "queued",
                         "account_sid": req.path.split("/")[3],
                         "to": form.get("To", [""])[0], "from": form.get("From", [""])[0],

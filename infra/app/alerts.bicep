@@ -27,7 +27,7 @@ param alertEmail string = ''
 // - the Functions host when a message failed maxDequeueCount times (azure-webjobs-sdk
 //   QueueProcessor.CopyMessageToPoisonQueueAsync), a WARNING
 //   `Message has reached MaxDequeueCount of <n>. Moving message to queue '<queue>-poison'.`
-// The README shows the same query over the last day; a test keeps both in step with the app.
+// docs/deploy.md shows the same query over the last day; a test keeps both in step with the app.
 var deadLetterQuery = '''
 let appLines = traces
     | where message startswith "dead_letter "
@@ -68,7 +68,7 @@ resource deadLetterAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Twilio jobs dead-lettered'
-    description: 'A job went to <queue>-rejected or <queue>-poison. Kinds: invalid_job, no_sender, twilio_permanent, retries_exhausted, outcome_unknown (from the app); host_poison (the function crashed maxDequeueCount times). README: Alerts on dead letters.'
+    description: 'A job went to <queue>-rejected or <queue>-poison. Kinds: invalid_job, no_sender, twilio_permanent, retries_exhausted, outcome_unknown, throttled (from the app); host_poison (the function crashed maxDequeueCount times). docs/deploy.md: Alerts on dead letters.'
     severity: 2
     enabled: true
     scopes: [applicationInsightsId]

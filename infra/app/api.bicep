@@ -48,7 +48,7 @@ param inboundQueueName string
 @description('Queue for message and call status events.')
 param statusQueueName string
 
-@description('Incoming call flow as one JSON document (README: call flow); empty: greeting only.')
+@description('Incoming call flow as one JSON document (docs/webhooks.md: call flow); empty: greeting only.')
 param callFlow string
 
 @description('SMS keyword replies as a JSON object; empty: none.')
@@ -66,14 +66,54 @@ param voiceGreeting string
 @description('Reply to incoming SMS; empty for none.')
 param smsAutoReply string
 
-@description('Most instances the app scales out to.')
+@description('Most instances each Flex scale group scales out to.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int
 
 @description('Memory per instance, MB.')
-@allowed([512, 2048, 4096])
+@allowed([2048, 4096])
 param instanceMemoryMB int
+
+@description('Queue messages one instance fetches at once (extensions.queues.batchSize).')
+@minValue(1)
+@maxValue(32)
+param queueBatchSize int
+
+@description('Fetch the next batch when this few messages are still running (extensions.queues.newBatchThreshold).')
+@minValue(0)
+@maxValue(32)
+param queueNewBatchThreshold int
+
+@description('Per-instance ceiling on concurrent Twilio REST requests (TWILIO_MAX_CONCURRENCY).')
+@minValue(1)
+@maxValue(100)
+param twilioMaxConcurrency int
+
+@description('Webhook requests one instance of the HTTP group serves at once.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
+
+@description('Always-ready instances of the HTTP group; 0: none.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyInstances int
+
+@description('Seconds before a throttled job is dead-lettered as throttled (THROTTLE_DEADLINE_SECONDS).')
+@minValue(60)
+@maxValue(604800)
+param throttleDeadlineSeconds int
+
+@description('Days a final job row is kept (JOB_RETENTION_DAYS).')
+@minValue(1)
+@maxValue(3650)
+param jobRetentionDays int
+
+@description('Hours a webhook de-duplication row is kept (WEBHOOK_EFFECT_RETENTION_HOURS).')
+@minValue(1)
+@maxValue(8760)
+param webhookEffectRetentionHours int
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -131,9 +171,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
+      // Flex scales the HTTP triggers as one group and every other function on its own
+      // (flex-consumption-plan, "Per-function scaling"): the outbound queue function and the
+      // hourly retention timer (a singleton by its blob lease) need no settings of their own.
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: (alwaysReadyInstances > 0) ? [{ name: 'http', instanceCount: alwaysReadyInstances }] : []
+        triggers: {
+          http: { perInstanceConcurrency: httpPerInstanceConcurrency }
+        }
       }
       runtime: {
         name: 'python'
@@ -179,6 +226,14 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SMS_KEYWORDS: smsKeywords
     VOICE_GREETING: voiceGreeting
     SMS_AUTO_REPLY: smsAutoReply
+    TWILIO_MAX_CONCURRENCY: string(twilioMaxConcurrency)
+    THROTTLE_DEADLINE_SECONDS: string(throttleDeadlineSeconds)
+    JOB_RETENTION_DAYS: string(jobRetentionDays)
+    WEBHOOK_EFFECT_RETENTION_HOURS: string(webhookEffectRetentionHours)
+    // host.json's queue settings, overridden here so `azd env set` sizes them (FACTS: the
+    // host reads AzureFunctionsJobHost__<path> over host.json).
+    AzureFunctionsJobHost__extensions__queues__batchSize: string(queueBatchSize)
+    AzureFunctionsJobHost__extensions__queues__newBatchThreshold: string(queueNewBatchThreshold)
   }
 }
 

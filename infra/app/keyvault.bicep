@@ -1,4 +1,6 @@
 // Key Vault for the Twilio Account SID and auth token: RBAC mode, soft delete, purge protection.
+// No secret is written here: a deployment writes a new version on every provision, which would
+// put an old token back over a rotation. infra/hooks seeds each secret only while it is absent.
 
 @description('Key Vault name (3-24 characters).')
 param name string
@@ -8,20 +10,6 @@ param location string
 
 @description('Tags for every resource.')
 param tags object
-
-@description('Secret name for the Twilio Account SID.')
-param accountSidSecretName string
-
-@description('Secret name for the Twilio auth token.')
-param authTokenSecretName string
-
-@secure()
-@description('Optional: seed the Account SID secret. Empty: set it after deployment.')
-param twilioAccountSid string = ''
-
-@secure()
-@description('Optional: seed the auth token secret. Empty: set it after deployment.')
-param twilioAuthToken string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   //checkov:skip=CKV_AZURE_109:Flex Consumption without VNet integration reads the vault over its public endpoint; access is Entra ID + RBAC only.
@@ -41,18 +29,6 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
-  }
-}
-
-// Seeded only when both values are given; otherwise set after deployment (see README).
-module seed 'keyvault-secrets.bicep' = if (!empty(twilioAccountSid) && !empty(twilioAuthToken)) {
-  name: 'keyvault-secrets'
-  params: {
-    vaultName: vault.name
-    accountSidSecretName: accountSidSecretName
-    authTokenSecretName: authTokenSecretName
-    twilioAccountSid: twilioAccountSid
-    twilioAuthToken: twilioAuthToken
   }
 }
 

@@ -29,7 +29,7 @@ param eventQueueNames array
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches storage over its public endpoint; shared keys are off, Entra ID + RBAC only.
   //checkov:skip=CKV_AZURE_59:Same as CKV_AZURE_35.
-  //checkov:skip=CKV_AZURE_206:Geo-redundant SKUs do not exist in every Flex Consumption region, so the default is Standard_LRS; the sku parameter takes ZRS, GRS or GZRS where the region has them (README).
+  //checkov:skip=CKV_AZURE_206:Geo-redundant SKUs do not exist in every Flex Consumption region, so the default is Standard_LRS; the sku parameter takes ZRS, GRS or GZRS where the region has them (docs/deploy.md).
   name: name
   location: location
   tags: tags
@@ -71,7 +71,7 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-// The outbound queue, its two dead-letter queues (see README: where every job ends), and
+// The outbound queue, its two dead-letter queues (see docs/reliability.md: where every job ends), and
 // the event queues.
 var queueNames = concat([outboundQueueName, '${outboundQueueName}-rejected', '${outboundQueueName}-poison'], eventQueueNames)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from tests.integration.bicep import INFRA, ROOT, Infra
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 RBAC = "app/rbac.bicep"
+HOST_OVERRIDE = "AzureFunctionsJobHost__"
 # Role ids from Microsoft's built-in roles reference (role-based-access-control/built-in-roles).
 ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
@@ -26,6 +26,7 @@ ROLES = {
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
 }
 # (role, scope symbol in rbac.bicep) per principal.
 APP_ROLES = {
@@ -39,6 +40,9 @@ USER_ROLES = {
     ("Key Vault Secrets Officer", "vault"),  # set and rotate the secrets
     ("Storage Queue Data Contributor", "storage"),  # enqueue test jobs, read dead letters
     ("Storage Table Data Reader", "storage"),  # read a job's outcome row
+}
+PRODUCER_ROLES = {
+    ("Storage Queue Data Message Sender", "outboundQueue"),  # add jobs, to that queue only
 }
 BROAD_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
@@ -71,15 +75,25 @@ def test_checkov_passes_with_no_parse_errors() -> None:
     assert summary["parsing_errors"] == 0, report["results"].get("parsing_errors")
     assert failed == []
     assert summary["passed"] > 0
-    # Every skip carries a reason, and the README lists it.
-    readme = (ROOT / "README.md").read_text()
+    # Every skip carries a reason, and docs/deploy.md lists it.
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
     for check in report["results"]["skipped_checks"]:
         assert check["check_result"]["suppress_comment"], check["check_id"]
-        assert check["check_id"] in readme, f"{check['check_id']} skipped but not in README"
+        assert check["check_id"] in deploy, f"{check['check_id']} skipped but not in docs/deploy.md"
 
 
 def test_app_settings_match_what_the_app_reads(infra: Infra) -> None:
     names = set(infra.resources("app/api.bicep")["appSettings"]["properties"])
+    # AzureFunctionsJobHost__a__b overrides host.json's a.b for the host: each must name a
+    # setting host.json has, or the host ignores it without a word.
+    overrides = {n for n in names if n.startswith(HOST_OVERRIDE)}
+    host = json.loads((ROOT / "host.json").read_text())
+    for name in overrides:
+        node: Any = host
+        for key in name.removeprefix(HOST_OVERRIDE).split("__"):
+            node = node.get(key) if isinstance(node, dict) else None
+        assert node is not None, f"{name} overrides nothing in host.json"
+    names -= overrides
     assert REQUIRED_IN_AZURE - names == set(), "required by the app, not set by infra/"
     assert names - SETTING_NAMES - PLATFORM_SETTINGS == set(), "set by infra/, unknown to the app"
 
@@ -88,14 +102,14 @@ def _role_refs(infra: Infra, name: str) -> list[str]:
     """The `roles.<x>` keys one assignment (or loop of assignments) grants."""
     config = infra.parse(RBAC)["resources"][name]["config"]
     loop = config.get("loop_type")
-    if not loop:
-        items = [config.get("config", config)["properties"]["roleDefinitionId"]["function"]
-                 ["parameters"]["resource_name_1"]]
-    else:
-        items = loop["detail"]["array_name"]
-        if isinstance(items, str):  # a variable: the non-empty branch of `empty(x) ? [] : [...]`
-            value = infra.parse(RBAC)["variables"][items]["value"]
-            items = value["operator"]["operands"]["false_value"]
+    body = config.get("config", config)
+    role = body["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    if not loop or role != loop["detail"]["item_name"]:  # one role (maybe for many principals)
+        return [role["operator"]["operands"]["operand_2"]]
+    items = loop["detail"]["array_name"]
+    if isinstance(items, str):  # a variable: the non-empty branch of `empty(x) ? [] : [...]`
+        value = infra.parse(RBAC)["variables"][items]["value"]
+        items = value["operator"]["operands"]["false_value"]
     return [item["operator"]["operands"]["operand_2"] for item in items]
 
 
@@ -116,16 +130,12 @@ def test_each_principal_gets_exactly_its_roles(infra: Infra) -> None:
             assert re.search(rf"'{guid}' // {role_name}$", text, re.M), role_name
     assert _granted(infra, "appPrincipalId") == APP_ROLES
     assert _granted(infra, "userPrincipalId") == USER_ROLES
+    assert _granted(infra, "producerId") == PRODUCER_ROLES
 
 
 def test_no_broad_role_anywhere(infra: Infra) -> None:
     text = "\n".join(infra.text(rel) for rel in infra.files).lower()
     assert [n for g, n in BROAD_ROLES.items() if g in text] == []
-
-
-def _secure_params(infra: Infra) -> set[str]:
-    return {n for rel in infra.files for n, p in infra.params(rel).items()
-            if any(d["type"] == "secure" for d in p.get("decorators", []))}
 
 
 def test_outputs_for_azd_and_no_secret_in_them(infra: Infra) -> None:
@@ -136,27 +146,37 @@ def test_outputs_for_azd_and_no_secret_in_them(infra: Infra) -> None:
                  "APPLICATIONINSIGHTS_NAME"):
         assert name in outputs
     assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in outputs)
-    secure = _secure_params(infra)
-    assert secure >= {"twilioAccountSid", "twilioAuthToken"}
-    for rel in infra.files:
-        for name, output in (infra.parse(rel).get("outputs") or {}).items():
-            assert not secure & set(re.findall(r"\w+", json.dumps(output["value"]))), \
-                f"{rel}: output {name} uses a secure parameter"
-
-
-def test_secrets_reach_the_vault_only_as_secure_values(infra: Infra) -> None:
-    """Every module parameter a secure value is passed to is itself @secure()."""
-    secure = _secure_params(infra)
-    for rel in infra.files:
-        for sym, mod in infra.modules(rel).items():
-            config: dict[str, Any] = mod["config"].get("config", mod["config"])
-            target = (Path(rel).parent / mod["detail"]["path"]).as_posix()
-            for param, value in (config.get("params") or {}).items():
-                if isinstance(value, str) and value in secure:
-                    decs = [d["type"] for d in infra.params(target)[param].get("decorators", [])]
-                    assert "secure" in decs, f"{rel}: module {sym} passes {value} to plain {param}"
+    # No secret goes through the deployment at all (infra/hooks writes them): no @secure()
+    # parameter, so none can reach an output or a plain module parameter.
+    secure = [f"{rel}: {n}" for rel in infra.files for n, p in infra.params(rel).items()
+              if any(d["type"] == "secure" for d in p.get("decorators", []))]
+    assert secure == []
 
 
 def test_parameters_file_names_only_known_parameters(infra: Infra) -> None:
     params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert set(params) <= set(infra.params("main.bicep"))
+
+
+def test_the_app_accepts_every_value_the_deployment_can_set(infra: Infra) -> None:
+    """Each sizing parameter that becomes an app setting: its default is the app's own, and its
+    smallest and largest values start the app (a value the app refused would fail every
+    invocation after a provision that `azd env set` allowed)."""
+    from shared.settings import Settings
+    from tests.integration.test_infra_rules import SIZING
+
+    local = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+             "KEY_VAULT_URL": "https://kv-app.vault.azure.net"}
+    defaults = Settings.from_env(local)
+    main = infra.params("main.bicep")
+    checked = 0
+    for param, where, (low, high) in SIZING.values():
+        setting = where.removeprefix("appSettings.")
+        if where == setting or setting.startswith(HOST_OVERRIDE):
+            continue
+        field = setting.lower()
+        assert getattr(defaults, field) == main[param]["default"], setting
+        for value in (low, high, main[param]["default"]):
+            assert getattr(Settings.from_env({**local, setting: str(value)}), field) == value
+        checked += 1
+    assert checked == 4  # TWILIO_MAX_CONCURRENCY and the throttle and retention settings

@@ -65,8 +65,8 @@ def test_the_values_in_force_and_the_last_run(env: dict[str, str], tmp_path: Pat
         f"  WEBHOOK_EFFECT_RETENTION_HOURS  24      {settings}",
         "Final job rows are deleted 7.5 days after their last write, webhook-effect rows after "
         "24 hours; a row not final is kept.",
-        f"Last run: {when(at)} ({ago(at, time.time())}): deleted 120 rows; not complete: stopped "
-        "at partition job-1f, where the next run picks up."]
+        f"Last run: {when(at)} ({ago(at, time.time())}): deleted 120 rows; not complete (it "
+        "stops after a bounded amount of work): the next run picks up at partition job-1f."]
 
     table.upsert_entity({"PartitionKey": "meta", "RowKey": "retention", "last_run_at": at,
                          "last_deleted": 3, "last_partition": "", "complete": True})

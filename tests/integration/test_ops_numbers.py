@@ -190,6 +190,11 @@ def test_the_credentials_come_from_the_deployments_vault(
     assert (account.account_sid, account.auth_token, account.source) == (
         ACCOUNT_SID, AUTH_TOKEN, f"Key Vault {key_vault.url}")
     assert key_vault.reads("twilio-auth-token") == 1
+    # In a hook, a secret set with `azd env set-secret` is a reference, not the value.
+    hook = {**env, "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": "akvs://sub/kv-x/twilio-auth-token"}
+    assert numbers.account_for(app, hook, tmp_path, secret_client_factory(
+        key_vault.url, tls.ca_path)).source == f"Key Vault {key_vault.url}"
     # No credentials anywhere: one line on where they can come from.
     with pytest.raises(numbers.tgt.OpsError, match=f"no Twilio credentials for {APP}: set "
                                                    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, "

@@ -1,11 +1,12 @@
-"""Every example in README.md, walked end to end on `scripts/run-local` as a new user would
-run it (no local.settings.json): read from the README itself, so an example added later
-(a job kind, a twimlet, a command) is walked too.
+"""Every example in README.md and docs/*.md, walked end to end on `scripts/run-local` as a new
+user would run it (no local.settings.json): read from the pages themselves, README first, then
+docs/ in name order, so an example added later (a job kind, a twimlet, a command, a page) is
+walked too. Every failure names the page and line (`docs/jobs.md:120`).
 
 - `sh` blocks: `.venv/bin/python -m ops ...` lines run as written, must succeed and must
   print what their comments promise (`Promises`: the keyword's reply, the greeting and the
   menu's `<Gather`, the job's status and SID, the dead letters and why they cannot be sent),
-  with the values read from the README (its `SMS_KEYWORDS` example, its call flow, its
+  with the values read from the pages (the `SMS_KEYWORDS` example, the call flow, the
   jobs) and from the queues; a command with no such check fails the walk. Lines with
   `<placeholders>` (a deployment's names) must parse with the tool's options;
   `az`/`azd`/`func azure`/`twilio` lines target Azure; anything else fails the walk.
@@ -14,6 +15,9 @@ run it (no local.settings.json): read from the README itself, so an example adde
 - the twimlet URLs (`/api/twiml/...`) must answer TwiML to a signed request.
 - the commands the run-local banner suggests run too.
 At the end nothing may be in -poison, and -rejected holds only what `--no-validate` sent.
+
+Every relative link in these pages must point at a file that exists and, for a `#anchor`, at
+a heading of that page (GitHub's slugs).
 """
 
 from __future__ import annotations
@@ -42,17 +46,31 @@ from shared.ledger import FINAL_STATUSES, job_partition
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
 
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 KEYWORDS = re.compile(r"`SMS_KEYWORDS` \(a JSON object, e\.g\. `(\{[^`]*\})`\)")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 TWIMLET = re.compile(r"`(/api/twiml/[^`\s]+)`")
 TOOL = re.compile(r"^(\.venv/bin/)?python -m ops\b")
 AZURE = ("az ", "azd ", "func azure ", "twilio ")
 HARNESS = ("scripts/run-local", "scripts/test")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.M)
+
+
+def pages() -> list[Path]:
+    """The pages walked, in walking order: README.md, then docs/*.md by name."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def page_name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 
 @dataclass(frozen=True)
 class Example:
-    line: int  # in README.md
+    page: str  # README.md, docs/jobs.md ...
+    line: int  # in that page
     kind: str  # run, template, azure, harness, job, call_flow, event, twimlet, unknown
     text: str
     doc: Any = None
@@ -109,32 +127,104 @@ def doc_kind(doc: Any) -> str:
     return "unknown"
 
 
-def examples(text: str) -> list[Example]:
+def examples(text: str, page: str = "README.md") -> list[Example]:
     found = []
     for m in FENCE.finditer(text):
         language, body = m[1], m[2]
         first = text.count("\n", 0, m.start(2)) + 1
         if language == "sh":
-            found += [Example(first + i, command_kind(c), c) for i, c in sh_lines(body)]
+            found += [Example(page, first + i, command_kind(c), c) for i, c in sh_lines(body)]
         elif language == "json":
-            found += [Example(first, doc_kind(d), json.dumps(d), d) for d in json_docs(body)]
+            found += [Example(page, first, doc_kind(d), json.dumps(d), d) for d in json_docs(body)]
     for m in TWIMLET.finditer(text):
-        found.append(Example(text.count("\n", 0, m.start()) + 1, "twimlet", m[1]))
+        found.append(Example(page, text.count("\n", 0, m.start()) + 1, "twimlet", m[1]))
     return sorted(found, key=lambda e: e.line)
 
 
-def readme_keywords(text: str) -> dict[str, str]:
-    m = KEYWORDS.search(text)
-    assert m, "README.md: no `SMS_KEYWORDS` example"
-    return dict(json.loads(m[1]))
+def all_examples(texts: dict[str, str]) -> list[Example]:
+    """Every page's examples, page by page in walking order."""
+    return [e for page, text in texts.items() for e in examples(text, page)]
+
+
+def read_pages() -> dict[str, str]:
+    return {page_name(p): p.read_text() for p in pages()}
+
+
+def readme_keywords(texts: dict[str, str]) -> dict[str, str]:
+    found = [json.loads(m[1]) for text in texts.values() for m in KEYWORDS.finditer(text)]
+    assert found, "README.md and docs/: no `SMS_KEYWORDS` example"
+    assert all(f == found[0] for f in found), "the `SMS_KEYWORDS` examples disagree"
+    return dict(found[0])
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: link text kept, lower case, punctuation dropped
+    (letters, digits, `_`, `-` and spaces stay), each space a hyphen."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors of a page's headings (outside code blocks), repeats numbered as GitHub does."""
+    seen: dict[str, int] = {}
+    out = set()
+    for m in HEADING.finditer(FENCE.sub("", text)):
+        base = slug(m[1])
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def link_problems(root: Path, texts: dict[str, str]) -> list[str]:
+    """Relative links (outside code) that point at no file, or at no heading of their page."""
+    problems = []
+    for page, text in texts.items():
+        prose = CODE_SPAN.sub("", FENCE.sub(lambda m: "\n" * m[0].count("\n"), text))
+        for m in LINK.finditer(prose):
+            target = m[1]
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # https:, mailto: ...
+                continue
+            where = f"{page}:{prose.count(chr(10), 0, m.start()) + 1}: ({target})"
+            path, _, anchor = target.partition("#")
+            file = (root / page).parent / path if path else root / page
+            if not file.resolve().is_relative_to(root.resolve()) or not file.exists():
+                problems.append(f"{where}: no such file")
+            elif anchor:
+                rel = file.resolve().relative_to(root.resolve()).as_posix()
+                heads = anchors(texts[rel] if rel in texts else file.read_text()) \
+                    if file.suffix == ".md" else set()
+                if anchor not in heads:
+                    problems.append(f"{where}: no heading #{anchor} in {rel}")
+    return problems
+
+
+def test_every_relative_link_points_at_a_file_and_heading() -> None:
+    assert link_problems(ROOT, read_pages()) == []
+
+
+def test_the_link_check_reports_broken_links(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A page\n\n## Who sends (`from`)\n")
+    texts = {"README.md": "[a](docs/a.md#who-sends-from) [b](docs/b.md) [c](docs/a.md#nope)\n"
+                          "`[d](nope.md)` [e](https://example.com/x) [f](#here)\n\n## Here\n",
+             "docs/a.md": (tmp_path / "docs" / "a.md").read_text()}
+    (tmp_path / "README.md").write_text(texts["README.md"])
+    assert link_problems(tmp_path, texts) == [
+        "README.md:1: (docs/b.md): no such file",
+        "README.md:1: (docs/a.md#nope): no heading #nope in docs/a.md"]
+    assert anchors("# T\n## Deploy to Azure\n## Deploy to Azure\n## Incoming call flow "
+                   "without code (`CALL_FLOW`)\n") == {
+        "t", "deploy-to-azure", "deploy-to-azure-1", "incoming-call-flow-without-code-call_flow"}
 
 
 def test_the_readme_parses_into_known_examples() -> None:
-    text = README.read_text()
-    # The keyword replies the README shows are the ones the local defaults answer.
-    assert readme_keywords(text) == json.loads(DEV_DEFAULTS["SMS_KEYWORDS"])
-    found = examples(text)
-    unknown = [f"README.md:{e.line}: {e.text}" for e in found if e.kind == "unknown"]
+    texts = read_pages()
+    assert list(texts)[0] == "README.md" and len(texts) > 1, list(texts)
+    # The keyword replies the docs show are the ones the local defaults answer.
+    assert readme_keywords(texts) == json.loads(DEV_DEFAULTS["SMS_KEYWORDS"])
+    found = all_examples(texts)
+    unknown = [f"{e.page}:{e.line}: {e.text}" for e in found if e.kind == "unknown"]
     assert unknown == [], "examples the walk does not know how to run"
     kinds = {e.kind for e in found}
     assert {"run", "template", "azure", "job", "call_flow", "twimlet"} <= kinds
@@ -143,9 +233,9 @@ def test_the_readme_parses_into_known_examples() -> None:
             try:
                 ops_parser().parse_args(shlex.split(e.text)[3:])
             except SystemExit:
-                pytest.fail(f"README.md:{e.line}: {e.text} does not parse")
-        if e.kind == "call_flow":  # what the README shows is what runs locally
-            assert e.doc == LOCAL_CALL_FLOW, f"README.md:{e.line}"
+                pytest.fail(f"{e.page}:{e.line}: {e.text} does not parse")
+        if e.kind == "call_flow":  # what the docs show is what runs locally
+            assert e.doc == LOCAL_CALL_FLOW, f"{e.page}:{e.line}"
 
 
 class Walk:
@@ -225,10 +315,10 @@ def body(where: str, out: str) -> ET.Element:
 class Promises:
     """What each README command's comment says it prints, checked on what it printed."""
 
-    def __init__(self, walk: Walk, readme: str) -> None:
+    def __init__(self, walk: Walk, texts: dict[str, str]) -> None:
         self.walk = walk
-        self.keywords = readme_keywords(readme)
-        self.call_flow = next(e.doc for e in examples(readme) if e.kind == "call_flow")
+        self.keywords = readme_keywords(texts)
+        self.call_flow = next(e.doc for e in all_examples(texts) if e.kind == "call_flow")
         self.checked: set[str] = set()
 
     def check(self, where: str, command: str, out: str) -> None:
@@ -324,17 +414,19 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     run = RunLocal.start(env, ports, tmp_path / "logs")
     walk = Walk(env)
-    readme = README.read_text()
-    promises = Promises(walk, readme)
+    texts = read_pages()
+    promises = Promises(walk, texts)
     walked = 0
     try:
         run.wait_for(READY)
-        for e in examples(readme):
-            where = f"README.md:{e.line}: {e.text[:100]}"
+        for e in all_examples(texts):
+            where = f"{e.page}:{e.line}: {e.text[:100]}"
             if e.kind == "run":
                 promises.check(where, e.text, walk.run(where, e.text))
             elif e.kind == "job":
-                walk.run(where, [sys.executable, "-m", "ops", "enqueue", e.text])
+                # A job shown on two pages is enqueued twice under its id: the app sends
+                # it once (`enqueue` refuses a sent id unless --force).
+                walk.run(where, [sys.executable, "-m", "ops", "enqueue", "--force", e.text])
             elif e.kind == "twimlet":
                 out = walk.run(where, [sys.executable, "-m", "ops", "webhook", "--get", e.text])
                 assert out.startswith("200 text/xml") and "<Response>" in out, f"{where}\n{out}"
@@ -362,5 +454,5 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
         run.stop()
     assert "Traceback" not in run.output, run.output
     assert walked >= 20
-    print(f"walked {walked} README examples and {len(try_lines)} banner commands; "
+    print(f"walked {walked} examples of {len(texts)} pages and {len(try_lines)} banner commands; "
           f"{len(walk.sent_keys)} jobs sent")

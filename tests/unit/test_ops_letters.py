@@ -112,8 +112,8 @@ def test_the_nasty_ones_are_read_and_say_why_they_cannot_be_replayed() -> None:
     for content in NASTY:
         every_view(content)
     why = [letters.Letter.read("poison", message(c)).why_not() for c in NASTY]
-    assert why[0].startswith("message is not a job (ValueError: Exceeds the limit (4300 "
-                             "digits) for integer string conversion")
+    assert why[0].startswith("message is not a job") and "Exceeds the limit (4300 digits)" \
+        in why[0]
     assert why[1].startswith("field 'body': ") and "unpaired surrogate" in why[1]
     assert why[2] == "message is not a job: its JSON is nested too deeply"
     assert why[8] == "the envelope holds no original"

@@ -4,11 +4,15 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import random
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 from twilio.base.exceptions import TwilioRestException
 
 from shared.credentials import CredentialsError
@@ -37,7 +41,8 @@ class Clock:
 def make(*script: Any, **overrides: str) -> tuple[OutboundProcessor, FakeSender, MemoryLedger,
                                                    MemoryQueues]:
     sender, ledger, queues = FakeSender(*script), MemoryLedger(), MemoryQueues()
-    processor = OutboundProcessor(settings(**overrides), sender, ledger, queues, clock=Clock())
+    processor = OutboundProcessor(settings(**overrides), sender, ledger, queues, clock=Clock(),
+                                  spread=round, rng=random.Random(7))
     return processor, sender, ledger, queues
 
 
@@ -123,7 +128,6 @@ def test_permanent_twilio_errors_are_rejected_with_code(code: int) -> None:
 
 
 @pytest.mark.parametrize("error, kind, delay", [
-    (twilio_error(429, 20429), "transient", 10),
     (twilio_error(503), "transient", 10),
     (twilio_error(401, 20003), "transient", 10),
     (CredentialsError("vault throttled", transient=True), "transient", 10),
@@ -178,7 +182,7 @@ def make_clocked(*script: Any) -> tuple[OutboundProcessor, FakeSender, MemoryLed
                                         MemoryQueues, Clock]:
     clock = Clock()
     sender, ledger, queues = FakeSender(*script), MemoryLedger(clock), MemoryQueues()
-    return OutboundProcessor(settings(), sender, ledger, queues, clock=clock), sender, \
+    return OutboundProcessor(settings(), sender, ledger, queues, clock=clock, spread=round), sender, \
         ledger, queues, clock
 
 
@@ -344,7 +348,7 @@ def test_sent_but_not_recorded_is_found_on_the_redelivery() -> None:
 
     clock = Clock()
     sender, ledger, queues = FakeSender(), FailingLedger(clock), MemoryQueues()
-    processor = OutboundProcessor(settings(), sender, ledger, queues, clock=clock)
+    processor = OutboundProcessor(settings(), sender, ledger, queues, clock=clock, spread=round)
     text = json.dumps({**SMS, "id": "j10"})
     with pytest.raises(TransientStorageError):
         run(processor, text, "m-1")
@@ -382,12 +386,27 @@ def test_an_attempt_that_outlives_its_lease_leaves_the_row_to_its_successor() ->
     assert ledger.rows["j12"]["status"] == "sending"
 
 
-def test_unexpected_error_releases_the_claim_and_raises() -> None:
-    processor, sender, ledger, _ = make(RuntimeError("bug"))
-    with pytest.raises(RuntimeError):
-        run(processor, json.dumps(SMS))
-    assert ledger.rows["msg-m-1"]["status"] == "retrying"
-    assert run(processor, json.dumps(SMS)).result == "sent"  # the host's retry
+@pytest.mark.parametrize("error", [
+    RuntimeError("bug"),
+    json.JSONDecodeError("Expecting value", "<html>Bad gateway</html>", 0),  # a 201 not JSON
+    UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+])
+def test_an_unexplained_error_from_the_send_is_checked_at_twilio_before_a_resend(
+        error: Exception) -> None:
+    """The request may have reached Twilio (its answer could not be read): the next attempt
+    looks there first, like after a timeout; and the worker does not raise."""
+    processor, sender, ledger, queues = make(error)
+    outcome = run(processor, json.dumps(SMS))
+    assert outcome.result == "retry_scheduled"
+    row = ledger.rows["msg-m-1"]
+    assert row["status"] == "retrying" and row["check_since"] > 0 and row["ambiguous"] == 1
+    assert type(error).__name__ in row["last_error"]
+    [(_, delay)] = queues.messages[OUTBOUND]
+    assert delay >= processor.settle_seconds
+    sender.find_script = [Sent("SM" + "9" * 32, "queued")]  # Twilio had it
+    assert deliver(processor, queues) == ["sent"]
+    assert len(sender.calls) == 1  # not sent again
+    assert ledger.rows["msg-m-1"]["sid"] == "SM" + "9" * 32
 
 
 def test_concurrent_deliveries_send_once() -> None:
@@ -451,7 +470,7 @@ def test_a_scheduled_job_whose_retry_falls_outside_the_window_ends_its_row() -> 
 
 
 def test_leases_and_timeouts_keep_their_order() -> None:
-    """The relations the exactly-once design rests on (README: leases and visibility): a
+    """The relations the exactly-once design rests on (docs/reliability.md: leases and visibility): a
     claim outlasts an attempt, an attempt holds a Twilio request and a look-up, a host
     invocation outlasts an attempt, and a timed-out request has landed before it is looked
     up."""
@@ -469,3 +488,51 @@ def test_leases_and_timeouts_keep_their_order() -> None:
     assert _timespan(host["functionTimeout"], 0) > LEASE_SECONDS
     assert SETTLE_SECONDS >= 2 * REQUEST_TIMEOUT_SECONDS
     assert DevHost.__init__.__kwdefaults__["message_lease_seconds"] > LEASE_SECONDS  # type: ignore[index]
+
+
+# -- any message, whatever its bytes, ends in exactly one place -----------------------------
+
+HOSTILE = {
+    "a 5,000-digit number": '{"type": "sms", "to": "+15551234567", "body": "x", '
+                            '"validity_period": ' + "9" * 5000 + "}",
+    "a lone surrogate": '{"type": "sms", "to": "+15551234567", "body": "hi \\ud800"}',
+    "a lone surrogate in a field name": '{"type": "sms", "to": "+15551234567", "\\udfff": 1}',
+    "NaN": '{"type": "sms", "to": "+15551234567", "body": "x", "validity_period": NaN}',
+    "Infinity": '{"type": "call", "to": "+15551234567", "say": "x", "timeout": Infinity}',
+    "nested deeply": "[" * 100_000 + "]" * 100_000,
+    "not UTF-8": b"\xff\xfe{}",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_job_is_rejected_with_a_reason_and_a_log_line(
+        body: str | bytes, caplog: pytest.LogCaptureFixture) -> None:
+    processor, sender, ledger, queues = make()
+    outcome = run(processor, body)
+    assert outcome.result == "rejected" and sender.calls == []
+    [text] = queues.texts(REJECTED)
+    letter = json.loads(text)
+    assert letter["kind"] == "invalid_job" and letter["reason"]
+    assert set(queues.messages) == {REJECTED}
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead_letter")]
+    assert "kind=invalid_job" in line
+    line.encode("utf-8")  # a log line every handler can write
+
+
+@settings_hypothesis(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.floats() |
+                              st.text(max_size=20),
+                              lambda inner: st.lists(inner, max_size=4) |
+                              st.dictionaries(st.sampled_from(
+                                  ["type", "to", "body", "id", "say", "from", "media_url",
+                                   "validity_period", "send_at", "x"]), inner, max_size=5),
+                              max_leaves=12).map(lambda d: json.dumps(d))))
+def test_any_message_ends_in_exactly_one_place(body: str | bytes) -> None:
+    processor, sender, ledger, queues = make()
+    outcome = run(processor, body)
+    places = ({"sent"} if sender.calls else set()) | set(queues.messages)
+    assert outcome.result in ("sent", "rejected")
+    assert places == ({"sent"} if outcome.result == "sent" else {REJECTED}), places
+    for text in queues.texts(REJECTED):
+        assert json.loads(text)["reason"]

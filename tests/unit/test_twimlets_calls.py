@@ -1,7 +1,7 @@
 """Twimlet drop-ins, part 2: forward, voicemail and menu, stage by stage, as whole
 documents. Labels ([FORWARD-1-1] ...) name the twimlets.com cases recorded in
 twilio-labs/function-templates; "original:" gives the original's answer where ours differs
-on purpose (see the README's deliberate differences)."""
+on purpose (see the deliberate differences in docs/twimlets.md)."""
 
 from __future__ import annotations
 

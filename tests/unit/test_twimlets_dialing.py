@@ -1,7 +1,7 @@
 """Twimlet drop-ins, part 3: whisper, simulring, findme and conference, stage by stage, as
 whole documents. Labels ([FIND-ME-1-1] ...) name the twimlets.com cases recorded in
 twilio-labs/function-templates; "original:" gives the original's answer where ours differs
-on purpose (see the README's deliberate differences)."""
+on purpose (see the deliberate differences in docs/twimlets.md)."""
 
 from __future__ import annotations
 
@@ -369,7 +369,7 @@ def test_conference_errors_name_the_parameter(params: list[tuple[str, str]], err
 
 def test_voice_and_language_everywhere_text_is_spoken() -> None:
     # original: not read (twimlets.com); the 2012 voicemail read them for a custom Message
-    # only. A deliberate difference (README): one rule for every twimlet.
+    # only. A deliberate difference (docs/twimlets.md): one rule for every twimlet.
     speech = [("Voice", "Polly.Amy"), ("Language", "en-GB")]
     attrs = 'language="en-GB" voice="Polly.Amy"'
     assert ok(Twilio().post(url("conference", [("Password", "1")] + speech))).count(attrs) == 1
