@@ -286,10 +286,15 @@ def number_of(text: str) -> str:
     return text
 
 
-async def run_show(args: argparse.Namespace) -> int:
+def resolve(args: argparse.Namespace) -> tuple[str, App, Account]:
+    """The number asked for, the app, and the account that has the number."""
     number = number_of(args.number)
     app = locate_app(args.base)
-    account = account_for(app)
+    return number, app, account_for(app)
+
+
+async def run_show(args: argparse.Namespace) -> int:
+    number, app, account = resolve(args)
     async with Numbers(account) as api:
         found = await api.find(number)
     current = fields_of(found)
@@ -305,9 +310,7 @@ async def run_show(args: argparse.Namespace) -> int:
 
 
 async def run_connect(args: argparse.Namespace) -> int:
-    number = number_of(args.number)
-    app = locate_app(args.base)
-    account = account_for(app)
+    number, app, account = resolve(args)
     async with Numbers(account) as api:
         found = await api.find(number)
         current = fields_of(found)

@@ -26,71 +26,25 @@ from devhost import services
 from ops import text
 from ops.__main__ import main as ops_main
 from ops.__main__ import parser as ops_parser
-from shared import deadletters
 from shared.ledger import job_partition
 from tests.doubles import ManagedIdentityDouble, Recorded
-
-ROOT = Path(__file__).resolve().parents[2]
-JOB = {"id": "order-7", "type": "sms", "to": "+15551234567", "body": "Order 7 shipped."}
+from tests.integration.ops_helpers import (
+    JOB,
+    ROOT,
+    letter,
+    queue,
+    row,
+    run,
+    table,
+    texts,
+    tool_env,
+)
 
 
 @pytest.fixture
 def env(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> dict[str, str]:
-    """The tool's settings: this test's Azurite queues and table, no local.settings.json."""
-    values = {**storage_env, "LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    out = QueueClient.from_connection_string(values["AzureWebJobsStorage"],
-                                             values["OUTBOUND_QUEUE_NAME"])
-    out.create_queue()  # the app creates it; replays go there
-    return values
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = ops_main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def queue(env: dict[str, str], suffix: str = "") -> QueueClient:
-    client = QueueClient.from_connection_string(env["AzureWebJobsStorage"],
-                                                env["OUTBOUND_QUEUE_NAME"] + suffix)
-    try:
-        client.create_queue()
-    except Exception:  # noqa: BLE001 - exists already
-        pass
-    return client
-
-
-def table(env: dict[str, str]) -> TableClient:
-    client = TableClient.from_connection_string(env["AzureWebJobsStorage"],
-                                                env["JOBS_TABLE_NAME"])
-    try:
-        client.create_table()
-    except Exception:  # noqa: BLE001 - exists already
-        pass
-    return client
-
-
-def letter(kind: str = "twilio_permanent", job: dict[str, Any] | None = JOB, *,
-           at: float | None = None, **over: Any) -> str:
-    original = over.pop("original", json.dumps(job))
-    args: dict[str, Any] = {"kind": kind, "reason": f"reason for {kind}", "original": original,
-                            "queue_message_id": "q-" + kind,
-                            "job_key": (job or {}).get("id"), "twilio_code": None,
-                            "dequeue_count": 1, "at": at or time.time()}
-    args.update(over)
-    return deadletters.envelope(**args)
-
-
-def texts(client: QueueClient) -> list[str]:
-    return [m.content for m in client.peek_messages(max_messages=32)]
-
-
-def row(env: dict[str, str], key: str, **fields: Any) -> None:
-    table(env).upsert_entity({"PartitionKey": job_partition(key), "RowKey": key,
-                              "updated_at": time.time(), **fields})
+    return tool_env(storage_env, monkeypatch, tmp_path)
 
 
 # -- jobs show ---------------------------------------------------------------------------

@@ -15,44 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.queue import QueueClient
 from twilio.request_validator import RequestValidator
 
 from devhost import services
-from ops.__main__ import main as ops_main
 from shared import deadletters
 from tests.doubles import LoopbackServer, Recorded
-from tests.integration.test_ops import JOB, letter, row
+from tests.integration.ops_helpers import JOB, ROOT, letter, queue, row, run, tool_env
 from tests.unit.test_ops_letters import NASTY
 
-ROOT = Path(__file__).resolve().parents[2]
 VALID = json.dumps({"id": "ok-1", "type": "sms", "to": "+15551234567", "body": "fine"})
 
 
 @pytest.fixture
 def env(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> dict[str, str]:
-    values = {**storage_env, "LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    queue(values)  # the app creates it; replays go there
-    return values
-
-
-def queue(env: dict[str, str], suffix: str = "") -> QueueClient:
-    client = QueueClient.from_connection_string(env["AzureWebJobsStorage"],
-                                                env["OUTBOUND_QUEUE_NAME"] + suffix)
-    try:
-        client.create_queue()
-    except Exception:  # noqa: BLE001 - exists already
-        pass
-    return client
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = ops_main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return tool_env(storage_env, monkeypatch, tmp_path)
 
 
 def ops(env: dict[str, str], *argv: str, python: list[str] | None = None,

@@ -10,25 +10,16 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableClient
 
-from ops.__main__ import main as ops_main
 from ops.text import ago, when
+from tests.integration.ops_helpers import run, tool_env
 
 
 @pytest.fixture
 def env(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> dict[str, str]:
-    values = {**storage_env, "LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
     for name in ("JOB_RETENTION_DAYS", "WEBHOOK_EFFECT_RETENTION_HOURS"):
         monkeypatch.delenv(name, raising=False)
-    return values
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = ops_main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return tool_env(storage_env, monkeypatch, tmp_path)
 
 
 def test_before_any_run_the_defaults_and_no_run(env: dict[str, str],

@@ -27,6 +27,7 @@ from shared.storage import RetryPolicy, Storage
 from shared.twilio_rest import TwilioApi
 from tests.doubles import Reply, TwilioDouble
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, FROM
+from tests.integration.ops_helpers import tool_env
 
 FAST = RetryPolicy(tries=2, timeout_seconds=5, backoff_seconds=(0.05,))
 SMS = {"type": "sms", "to": "+15551234567", "body": "Your table is ready."}
@@ -108,12 +109,7 @@ def ops(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 @pytest.fixture
 def env(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Any) -> dict[str, str]:
-    values = {**storage_env, "LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    QueueClient.from_connection_string(values["AzureWebJobsStorage"],
-                                       values["OUTBOUND_QUEUE_NAME"]).create_queue()
-    return values
+    return tool_env(storage_env, monkeypatch, tmp_path)
 
 
 def row(env: dict[str, str], key: str) -> dict[str, Any]:
