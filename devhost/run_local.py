@@ -8,13 +8,21 @@ a `TWILIO_API_BASE_URL` on 127.0.0.1 (default :4010) the local Twilio API double
 behind `devhost.twilio_front`); each is started unless it already listens there. Then the
 app: `func start` where Azure Functions Core Tools are installed, else the dev host.
 
+Local data survives a restart: the Azurite started here keeps its queues, jobs table and
+dead letters in .azurite/ (git-ignored; --data-dir names another folder), and --fresh
+starts it empty.
+
 Before anything starts, the settings are read and every port is checked: the app's port
 must be free, and a service's ports all free (start it) or all taken (reuse it, if it is
 what it should be: an Azurite that answers a queue call, the local Twilio API double's
-front). Once Azurite is up, the app's queues and jobs table are created there
-(`devhost.local_storage` says why). Ctrl-C stops everything started here, at any moment; a
-process that stops on its own is reported with the tail of its log, and the others are
-stopped.
+front). Services another run-local uses are not shared: a second run-local on the same
+settings (another --port) refuses, as its app would take the first one's jobs; give it
+other service ports in its settings instead. Once Azurite is up, the app's queues and jobs
+table are created there (`devhost.local_storage` says why).
+
+Ctrl-C stops everything started here, at any moment, however the output is piped (e.g.
+`scripts/run-local 2>&1 | tee log`); so does closing the terminal. A process that stops on
+its own is reported with the tail of its log, and the others are stopped.
 """
 
 from __future__ import annotations
@@ -22,22 +30,27 @@ from __future__ import annotations
 import signal
 import sys
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 if __name__ == "__main__":
     # scripts/run-local starts Python with Ctrl-C ignored; from here until main() takes it
     # over, it ends the run quietly (nothing has started yet).
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    for _sig in STOP_SIGNALS:
+        signal.signal(_sig, lambda *_: sys.exit(130))
 
 import argparse
+import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from devhost import local_storage, services
+from devhost import local_storage, port_claims, services
 from ops.localsettings import (
     ROOT,
     SETTINGS_FILE_VARIABLE,
@@ -52,6 +65,21 @@ from ops.localsettings import (
 APP_PORT = 7071
 DEFAULT_WEBHOOK_BASE = f"http://127.0.0.1:{APP_PORT}"
 AZURITE_DEFAULT_PORTS = (10000, 10001, 10002)
+DATA_DIR = ROOT / ".azurite"
+# What Azurite keeps in its --location folder (3.35): --fresh removes these and only these.
+AZURITE_DATA = re.compile(r"^(__azurite_db_\w+__\.json|__\w+storage__)$")
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print, even to a pipe whose reader has gone (`| tee log` after Ctrl-C): the run must
+    still stop what it started. A closed stream is sent to /dev/null from then on."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, ValueError):  # ValueError: already closed
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
 
 
 class Started(list[services.Service]):
@@ -60,7 +88,7 @@ class Started(list[services.Service]):
 
     def append(self, svc: services.Service) -> None:
         super().append(svc)
-        print(f"  started {svc.name} (pid {svc.pid})", flush=True)
+        say(f"  started {svc.name} (pid {svc.pid})")
 
 
 class StartError(RuntimeError):
@@ -80,6 +108,8 @@ class Plan:
     table: str = ""
     reuse: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    data_dir: Path | None = None  # Azurite's data; None: in memory
+    fresh: bool = False  # start Azurite empty
 
 
 def azurite_ports(connection: str) -> tuple[int, ...] | None:
@@ -119,14 +149,34 @@ def plan(env: Mapping[str, str], app_port: int) -> Plan:
         f"{settings.rejected_queue_name}, {settings.poison_queue_name}); jobs table "
         f"{settings.jobs_table_name}; events {settings.inbound_queue_name}, "
         f"{settings.status_queue_name}",
-        f"sender {settings.from_number or '(none: jobs need a from)'}; SMS keywords "
+        f"sender {sender(settings)}; SMS keywords "
         f"{', '.join(settings.sms_keywords) or '(none)'}; call flow "
         f"{'on' if settings.call_flow else 'off (VOICE_GREETING)'}",
     ]
     return out
 
 
-def check_ports(p: Plan) -> None:
+def sender(settings: Any) -> str:
+    """Who sends a job that names no sender, as the app decides it (`shared.jobs.prepare`)."""
+    from shared.jobs import Job, NoSender, prepare
+
+    def used(job: Job) -> str | None:
+        try:
+            sent = prepare(job, settings, "banner")
+        except NoSender:
+            return None
+        return f"via Messaging Service {sent.messaging_service_sid}" \
+            if sent.messaging_service_sid else f"from {sent.from_}"
+
+    sms = used(Job("sms", "+15551234567", body="-"))
+    call = used(Job("call", "+15551234567", say="-"))
+    if sms == call:
+        return sms[len("from "):] if sms else "(none: jobs need a from)"
+    return f"SMS {sms or '(none: SMS jobs need a from)'}, calls " \
+        f"{call or '(none: call jobs need a from)'}"
+
+
+def check_ports(p: Plan, claims: port_claims.PortClaims) -> None:
     """Fail before anything starts if a port is taken by something we cannot use."""
     problems = []
     if services.port_open(p.app_port):
@@ -156,8 +206,33 @@ def check_ports(p: Plan) -> None:
         problems.append(f"port(s) {', '.join(map(str, clash))} given to two services")
     if problems:
         raise StartError("; ".join(problems))
+    check_not_shared(p, claims)
+    if p.fresh and p.azurite is None:
+        raise StartError("--fresh empties the Azurite started here, but AzureWebJobsStorage "
+                         "is not local storage: run without --fresh")
+    if p.fresh and "azurite" in p.reuse:
+        raise StartError(f"--fresh empties the Azurite started here, but one already listens "
+                         f"on 127.0.0.1:{p.azurite[1] if p.azurite else ''} (not started "
+                         "here): stop it, or run without --fresh")
     if "azurite" in p.reuse:
         check_azurite(p)
+
+
+def service_ports(p: Plan) -> list[int]:
+    return [*(port for port in p.azurite or () if port), *([p.twilio_port] if p.twilio_port
+                                                           else [])]
+
+
+def check_not_shared(p: Plan, claims: port_claims.PortClaims) -> None:
+    """A service another run-local uses is its own: its app would take this one's jobs."""
+    for port in service_ports(p):
+        other = claims.holder(port)
+        if other is not None:
+            raise StartError(
+                f"another run-local (pid {other.pid}, app on port {other.app_port}) uses the "
+                f"services these settings name (port {port}); a second app would take its "
+                "jobs: use that one, stop it first, or give this run other ports for "
+                "AzureWebJobsStorage and TWILIO_API_BASE_URL (--settings)")
 
 
 def check_azurite(p: Plan) -> None:
@@ -217,11 +292,13 @@ def start(p: Plan, log_dir: Path, started: list[services.Service]) -> list[str]:
     else:
         blob, queue, table = p.azurite
         azurite = services.start_azurite(log_dir, blob=blob, queue=queue, table=table,
-                                         started=started)
+                                         started=started, location=p.data_dir)
         ports = azurite.ports
         prepare_storage(p, f"Azurite on 127.0.0.1:{ports['queue']}")
+        kept = f"data {_rel(p.data_dir)}/, kept across runs" if p.data_dir else "in memory"
         lines.append(f"storage   Azurite on 127.0.0.1:{ports['blob']}, {ports['queue']}, "
-                     f"{ports['table']} (pid {azurite.pid}, log {_rel(azurite.log_path)})")
+                     f"{ports['table']} (pid {azurite.pid}, {kept}; log "
+                     f"{_rel(azurite.log_path)})")
     if p.twilio_port is None:
         lines.append(f"Twilio    {p.env.get('TWILIO_API_BASE_URL')} from your settings")
     elif "twilio" in p.reuse:
@@ -255,6 +332,20 @@ def app_command(p: Plan) -> tuple[str, list[str], dict[str, str]]:
     return "func start", [func, "start", "--port", str(p.app_port)], env
 
 
+def empty_data(data_dir: Path) -> int:
+    """Remove Azurite's data from `data_dir` (nothing else there); how many entries went."""
+    removed = 0
+    if data_dir.is_dir():
+        for entry in data_dir.iterdir():
+            if AZURITE_DATA.match(entry.name):
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+    return removed
+
+
 def _rel(path: Path | None) -> str:
     if path is None:
         return "-"
@@ -276,9 +367,10 @@ def watch(started: list[services.Service]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # From here on, Ctrl-C (or SIGTERM) stops what was started, then ends the run.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # From here on, Ctrl-C (or SIGTERM, or the terminal closing) stops what was started,
+    # then ends the run.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(prog="scripts/run-local", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=APP_PORT, help="the app's port (7071)")
@@ -286,37 +378,50 @@ def main(argv: list[str] | None = None) -> int:
                         help="a local.settings.json to read (default: the repository's)")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".devhost",
                         help="where the services' logs go (default .devhost/)")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                        help="where the Azurite started here keeps its data across runs "
+                             "(default .azurite/, git-ignored)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start that Azurite empty: removes its data (queues, jobs, dead "
+                             "letters) from --data-dir first")
     args = parser.parse_args(argv)
     started = Started()
+    claims = port_claims.PortClaims()
     try:
         if args.settings:
             os.environ[SETTINGS_FILE_VARIABLE] = str(args.settings.resolve())
         env = load_settings()
         p = plan(env, args.port)
-        check_ports(p)
-        print(f"Settings: environment, then {_rel(settings_file())}"
-              f"{'' if settings_file().exists() else ' (none)'}, then the local defaults")
+        p.data_dir, p.fresh = args.data_dir.resolve(), args.fresh
+        check_ports(p, claims)
+        claims.claim(service_ports(p), p.app_port)
+        say(f"Settings: environment, then {_rel(settings_file())}"
+            f"{'' if settings_file().exists() else ' (none)'}, then the local defaults")
+        if p.fresh:
+            gone = empty_data(p.data_dir)
+            say(f"Fresh start: {'removed' if gone else 'no'} local data in "
+                f"{_rel(p.data_dir)}/ (queues, jobs table, dead letters).")
         lines = start(p, args.log_dir, started)
-        print("\nReady:\n" + "\n".join(f"  {line}" for line in lines + p.summary))
-        print("\nTry, in another terminal:\n" + "\n".join(
+        say("\nReady:\n" + "\n".join(f"  {line}" for line in lines + p.summary))
+        say("\nTry, in another terminal:\n" + "\n".join(
             f"  {cmd}" for cmd in try_commands(env, args.port)))
-        print("\nCtrl-C stops everything started here.", flush=True)
+        say("\nCtrl-C stops everything started here.")
         watch(started)
         return 0  # not reached: watch returns only by an exception
     except KeyboardInterrupt:
-        print("\nInterrupted.", file=sys.stderr)
+        say("\nInterrupted.", err=True)
         return 130
-    except (StartError, services.ServiceFailed, FileNotFoundError, ValueError) as exc:
-        print(f"run-local: {exc}", file=sys.stderr)
+    except (StartError, services.ServiceFailed, OSError, ValueError) as exc:
+        say(f"run-local: {exc}", err=True)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         if started:
-            print(f"Stopping {', '.join(s.name for s in reversed(started))}.",
-                  file=sys.stderr, flush=True)
+            say(f"Stopping {', '.join(s.name for s in reversed(started))}.", err=True)
         for svc in reversed(started):
             svc.stop()
+        claims.release()
 
 
 if __name__ == "__main__":

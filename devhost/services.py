@@ -1,20 +1,24 @@
 """Local services for development and tests, on 127.0.0.1: Azurite, and the local Twilio API
 double (Prism serving Twilio's official OpenAPI spec, behind `devhost.twilio_front`).
 
-Each is a child process in a session of its own (a Ctrl-C in the terminal reaches the parent
-only, which then stops its children in order) and is stopped by its own PID.
+Each is a child process in a session and process group of its own: a Ctrl-C in the terminal
+reaches the parent only, which then stops its children in order, each with its group (so
+what a service started itself goes too). On Linux a child also gets SIGTERM if the parent
+dies without stopping it (killed, or its terminal gone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +58,10 @@ def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(f"  | {line}" for line in tail) if tail else "  (the log is empty)"
 
 
-_HELD = {signal.SIGINT, signal.SIGTERM}
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) \
+    if sys.platform == "linux" else None
 
 
 @contextlib.contextmanager
@@ -68,10 +75,16 @@ def _signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _unblock_signals() -> None:
-    """In the child, before exec: a blocked signal mask is inherited, and the child must
-    stop on SIGTERM."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+def _child_setup(parent: int) -> Callable[[], None]:
+    def setup() -> None:
+        """In the child, before exec: a blocked signal mask is inherited, and the child must
+        stop on SIGTERM; and SIGTERM when the parent dies (if it already has, stop now)."""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:
+                os._exit(1)
+    return setup
 
 
 @dataclass
@@ -109,15 +122,25 @@ class Service:
         raise self.failure(f"did not open port {ready_port} in {timeout:.0f} s")
 
     def stop(self) -> None:
-        """Stop the process this object started (by its PID), if any."""
-        if self.proc is None or self.proc.poll() is not None:
+        """Stop the process this object started, and its process group (its PID: what the
+        service started itself), if any."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        # Whatever of its group outlived it (the kernel keeps a group's ID while it has
+        # members, so this can only reach them).
+        _signal_group(self.proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def spawn(name: str, cmd: Sequence[str], *, log_path: Path | None, ports: dict[str, int],
@@ -132,7 +155,8 @@ def spawn(name: str, cmd: Sequence[str], *, log_path: Path | None, ports: dict[s
     with _signals_deferred():
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT if out else None,
                                 stdin=subprocess.DEVNULL, cwd=cwd, env=env,
-                                start_new_session=True, preexec_fn=_unblock_signals)
+                                start_new_session=True,
+                                preexec_fn=_child_setup(os.getpid()))
         svc = Service(name, proc, ports, log_path)
         if started is not None:
             started.append(svc)

@@ -1,4 +1,5 @@
-"""`python -m devhost.twilio_front`: a spec-checked front that lets Prism read Twilio's lists.
+"""`python -m devhost.twilio_front`: a spec-checked front that lets Prism read Twilio's lists,
+and answers Twilio's magic test numbers as Twilio's test credentials do.
 
 Twilio's API takes a list as the same form field repeated (`MediaUrl=a&MediaUrl=b`: the
 OpenAPI default for an array in a form body, style `form` with `explode`), and Twilio's spec
@@ -11,7 +12,10 @@ this front checks the values against the spec's own schema for the field and ren
 the bracketed form; a list that fails gets Prism's 422 shape naming the field. A request
 without such fields reaches Prism byte for byte, and Prism validates the rest of every
 request as before.
-Each request is logged on one line (method, path, status, and Prism's reasons for a 4xx).
+A message or call that Prism accepts but names one of Twilio's magic test numbers
+(`devhost.magic_numbers`) gets the error Twilio documents for it instead, in Twilio's error
+body and status, so every refusal the app classifies can be practised locally.
+Each request is logged on one line (method, path, status, and the reasons for a 4xx).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from jsonschema import Draft7Validator, FormatChecker
 
+from devhost import magic_numbers
 from devhost.services import TWILIO_FRONT_MARKER, TWILIO_SPEC
 
 log = logging.getLogger("twilio_front")
@@ -35,6 +40,7 @@ FORM = "application/x-www-form-urlencoded"
 # Headers that describe one hop, not the request.
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_CREATE = re.compile(r"^/2010-04-01/Accounts/[^/]+/(Messages|Calls)\.json$")
 
 def _is_uri(value: object) -> bool:
     """RFC 3986's absolute URI: a scheme, then no spaces or control characters."""
@@ -142,12 +148,27 @@ class Front:
                      request.path, self.upstream, type(exc).__name__)
             return web.json_response({"status": 502, "message": f"Prism at {self.upstream} did "
                                       f"not answer ({type(exc).__name__})"}, status=502)
+        refused = self._magic(request, body) if status < 300 else None
+        if refused is not None:
+            log.info("%s %s -> %d %d %s", request.method, request.path, refused["status"],
+                     refused["code"], refused["message"])
+            return web.json_response(refused, status=refused["status"])
         if status >= 400:
             log.info("%s %s -> %d %s", request.method, request.path, status,
                      payload.decode("utf-8", "replace")[:500])
         else:
             log.info("%s %s -> %d", request.method, request.path, status)
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
+
+    @staticmethod
+    def _magic(request: web.Request, body: bytes) -> dict[str, Any] | None:
+        """Twilio's error for a magic test number in a create, after Prism has checked the
+        rest of the request (Twilio validates input first)."""
+        found = _CREATE.match(request.path) if request.method == "POST" else None
+        if found is None or request.content_type != FORM:
+            return None
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return magic_numbers.refusal(found[1], form)
 
     async def marker(self, _: web.Request) -> web.Response:
         """So a run can tell this front from a bare Prism."""

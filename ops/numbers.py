@@ -48,8 +48,8 @@ from ops.localsettings import (
     settings_file,
 )
 from ops.webhook import LOCAL_APP
-from shared.failures import redact
 from shared.numbers import E164
+from shared.redaction import redact
 
 NOT_FOUND = 3
 TWILIO_API = "https://api.twilio.com"

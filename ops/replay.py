@@ -50,9 +50,10 @@ from ops.letters import (
     queue_names,
     selection,
 )
-from ops.text import masked, since, when
+from ops.text import since, when
 from shared import jobs
 from shared.ledger import BURNED_STATUSES, FINAL_STATUSES, assess, job_partition
+from shared.redaction import mask
 from shared.settings import Settings
 
 # The host moves a message to -poison after maxDequeueCount (5) failed deliveries, each at
@@ -181,7 +182,7 @@ class Planner:
         parts = [note]
         if look:
             what = "message" if job.type == "sms" else "call"
-            parts.append(f"will look at Twilio for a {what} to {masked(job.to)} since "
+            parts.append(f"will look at Twilio for a {what} to {mask(job.to)} since "
                          f"{when(look)} before sending")
         again = self.again(letter, job, new_id)
         if again:
@@ -200,7 +201,7 @@ class Planner:
         if letter.kind == "twilio_permanent" and code:
             return (f"Twilio refused this job for good (error {code}"
                     + (f": {UNLESS[code]}" if code in UNLESS else "")
-                    + f") and it goes again unchanged, to {masked(job.to)}")
+                    + f") and it goes again unchanged, to {mask(job.to)}")
         return ""
 
 

@@ -62,15 +62,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, fit: bool | 
                    + "  " + last)
     return "\n".join(line.rstrip() for line in out)
 
-
-def masked(number: str) -> str:
-    """A phone number with every digit but the last four hidden (`+*******4567`), as the
-    app's log lines write numbers: dry runs and notes may be pasted into tickets."""
-    hide = sum(c.isdigit() for c in number) - 4
-    out = []
-    for c in number:
-        if c.isdigit() and hide > 0:
-            hide -= 1
-            c = "*"
-        out.append(c)
-    return "".join(out)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared import redaction
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 # How long after a new token version is written the version before it stays accepted on
 # webhooks (TWILIO_TOKEN_ROTATION_WINDOW_SECONDS): time to promote it in Twilio.
@@ -114,6 +114,7 @@ class KeyVaultSource:
         self._clock = clock
         self.description = f"Key Vault {vault_url}"
         self.reads = 0  # secret GETs made, for tests and benchmarks
+        self._previous_warned = False
 
     def fetch(self) -> TwilioCredentials:
         if self._client is None:
@@ -125,22 +126,41 @@ class KeyVaultSource:
                        f"{self.vault_url}", self._previous(token))
 
     def _previous(self, current: Any) -> str | None:
-        """The token's earlier version while the current one is new, else None."""
+        """The token's earlier version while the current one is new, else None. Best
+        effort: a vault that refuses to list versions (an access policy granting `get`
+        only) or fails here leaves the current token serving, with one warning."""
         props = getattr(current, "properties", None)
         created = getattr(props, "created_on", None)
         if props is None or not self._window or created is None or \
                 self._clock() - created.timestamp() >= self._window:
             return None
         name = self._names[1]
-        older = [v for v in self._guard(
-            name, lambda: list(self._client.list_properties_of_secret_versions(name)))
-            if v.enabled and v.version != props.version
-            and v.created_on is not None and v.created_on < created]
-        if not older:
+        try:
+            older = [v for v in self._client.list_properties_of_secret_versions(name)
+                     if v.enabled and v.version != props.version
+                     and v.created_on is not None and v.created_on < created]
+            if not older:
+                return None
+            newest = max(older, key=lambda v: v.created_on or dt.datetime.min)
+            value = self._read(name, newest.version).value
+        except Exception as exc:  # noqa: BLE001 - any failure: the current token serves
+            self._previous_failed(name, exc)
             return None
-        newest = max(older, key=lambda v: v.created_on or dt.datetime.min)
-        value = self._read(name, newest.version).value
         return str(value) if value else None
+
+    def _previous_failed(self, name: str, exc: Exception) -> None:
+        if self._previous_warned:
+            return  # once per process: the listing is tried again on every read
+        self._previous_warned = True
+        status = getattr(exc, "status_code", None)
+        what = (f"HTTP {status}" if status else
+                exc.args[0] if isinstance(exc, CredentialsError) else type(exc).__name__)
+        log.warning(
+            "Key Vault %s did not list the versions of secret '%s' (%s): the auth token's "
+            "previous version is not accepted on webhooks during the rotation window; the "
+            "current one serves. Grant the app's identity 'list' on secrets: the 'Key Vault "
+            "Secrets User' role (RBAC vault) or 'list' beside 'get' in the access policy.",
+            self.vault_url, name, what)
 
     def _read(self, name: str, version: str | None = None) -> Any:
         self.reads += 1

@@ -16,14 +16,14 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import logging
 import re
 from typing import Any
 
+from shared import redaction
 from shared.jobs import printable
 from shared.storage import MAX_MESSAGE_BYTES, queue_bytes
 
-log = logging.getLogger("shared.deadletters")
+log = redaction.logger("shared.deadletters")  # phone numbers masked
 
 ENVELOPE_VERSION = 1
 # Every kind of dead letter the app writes. The Functions host's own poison move (a crash

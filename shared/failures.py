@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 
 from shared.credentials import CredentialsError
 from shared.jobs import JobRejected
+from shared.redaction import redact
 
 # Twilio error codes that no retry can fix (the number, the recipient or the content).
 PERMANENT_CODES = frozenset({21211, 21610, 21614, 21608, 21612, 21606, 21635, 21617})
@@ -23,15 +23,6 @@ HINTS = {
            "Active numbers",
     21212: "the sender is not a valid phone number of this account: check TWILIO_FROM_NUMBER",
 }
-# An Account SID in an error text (aiohttp puts the request URL in its messages): a person
-# needs to know which request failed, not the account's identifier.
-_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
-
-
-def redact(text: str) -> str:
-    return _ACCOUNT_SID.sub("AC…", text)
-
-
 @dataclass(frozen=True)
 class Failure:
     kind: str  # "permanent", "transient", "capacity" or "throttled"

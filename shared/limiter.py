@@ -18,12 +18,13 @@ when the window is back at its ceiling: the lines an operator charts.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-log = logging.getLogger("shared.limiter")
+from shared import redaction
+
+log = redaction.logger("shared.limiter")  # phone numbers masked
 
 LOG_PREFIX = "twilio_throttle"
 REPORT_SECONDS = 60.0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import random
 import time
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from shared import deadletters, jobs
+from shared import deadletters, jobs, redaction
 from shared.failures import Failure, classify
 from shared.jobs import Job, JobRejected
 from shared.ledger import ATTEMPT_SECONDS, Claim, ClaimLost, Ledger
@@ -36,7 +35,7 @@ from shared.settings import Settings
 from shared.storage import QueueWriter
 from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS, Sent, throttle_budget
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 MAX_ATTEMPTS = 5
 # Delay before attempt n+1: base * 3**(n-1), capped. Capacity errors start higher.

@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared import redaction
 from shared.ledger import FINAL_STATUSES, LEGACY_PARTITION, partitions
 
-log = logging.getLogger("shared.retention")
+log = redaction.logger("shared.retention")  # phone numbers masked
 
 META_PARTITION = "meta"
 META_ROW = "retention"

@@ -176,8 +176,7 @@ class Settings:
             messaging_service_sid=read.matching(
                 "TWILIO_MESSAGING_SERVICE_SID", _MESSAGING_SERVICE_SID,
                 "a Messaging Service SID: MG followed by 32 hex digits"),
-            api_base_url=read.url("TWILIO_API_BASE_URL", schemes=("https", "http"),
-                                  origin_only=True) or "https://api.twilio.com",
+            api_base_url=_api_base_url(read),
             secrets_ttl_seconds=read.number("TWILIO_SECRETS_TTL_SECONDS", 900.0, minimum=5),
             token_rotation_window_seconds=read.number(
                 "TWILIO_TOKEN_ROTATION_WINDOW_SECONDS", 86400.0, minimum=0),
@@ -216,6 +215,25 @@ class Settings:
         if settings.key_vault_url is None and settings.account_sid is None:
             raise SettingsError("TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not: set both.")
         return settings
+
+
+# Hosts that are this machine: the only ones TWILIO_API_BASE_URL may reach over plain http.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _api_base_url(read: _Reader) -> str:
+    """TWILIO_API_BASE_URL: every request carries the auth token as Basic auth, so it goes
+    over https, or over http only to a local double on this machine."""
+    name = "TWILIO_API_BASE_URL"
+    url = read.url(name, schemes=("https", "http"), origin_only=True)
+    if url is None:
+        return "https://api.twilio.com"
+    parts = urlsplit(url)
+    if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+        raise SettingsError(
+            f"{name} must be an https URL (plain http only for a local double on 127.0.0.1, "
+            f"::1 or localhost): every request carries the auth token; got {url!r}.")
+    return url
 
 
 def _auto_reply(value: str | None) -> str | None:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 
-from shared import twiml
+from shared import redaction, twiml
 from shared.credentials import CredentialCache, TwilioCredentials
 from shared.jobs import MAX_TWIML_CHARS, Job, JobRejected
 from shared.limiter import AdaptiveLimiter
@@ -104,7 +104,7 @@ def throttle_wait(attempt: int, retry_after: float | None, rng: random.Random) -
     return (retry_after + jitter) if retry_after is not None else jitter
 
 # twilio-python logs every request at INFO; keep its lines out unless something is wrong.
-_http_log = logging.getLogger("shared.twilio_http")
+_http_log = redaction.logger("shared.twilio_http")  # phone numbers masked
 _http_log.setLevel(logging.WARNING)
 
 

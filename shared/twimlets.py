@@ -13,7 +13,6 @@ originals do.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +22,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from shared import redaction
 from shared.numbers import E164
 from shared.signature import FormParams
 from shared.twiml import Speech, check_document, clean
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\[(?P<index>[0-9]{0,6})\]$")
 _OPTION_KEY = re.compile(r"^[0-9*#]{1,10}$")
 _SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
 _SID = re.compile(r"[A-Za-z0-9]{2,64}")
+_RECORDING_SID = re.compile(r"RE[0-9a-f]{32}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # A phone number as Twilio takes it: E.164, or a US/Canada number in national form with a
 # valid area code and exchange (NANP: neither starts with 0 or 1, so `0000000000` is not
@@ -41,15 +42,24 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PHONE_MARKS = re.compile(r"[\s().-]")
 _PHONE = re.compile(r"\+[1-9][0-9]{6,14}|1?[2-9][0-9]{2}[2-9][0-9]{6}")
 _NOT_DIGIT = re.compile(r"[^0-9]")
+# A caller Twilio writes as a number: E.164 (API 2010) or digits (the 2008 API's Caller).
+# A Voice SDK client (`client:...`) or a SIP caller (`sip:...@host`) is never one.
+_CALLER_NUMBER = re.compile(r"\+?[0-9]{7,15}")
 
-MAX_DIAL_NUMBERS = 10  # Twilio's limit of <Number>s in one <Dial>
+# Every list a twimlet reads is capped, so one request's work, answer and side effects are
+# bounded. Numbers (PhoneNumbers, AllowedCallers, Moderators): 10, Twilio's limit of
+# <Number>s in one <Dial>. Other lists (Message, Options, Music): 20, room for a full
+# keypad menu (0-9, * and #) and a few multi-digit codes.
+MAX_DIAL_NUMBERS = 10
+MAX_LIST_ITEMS = 20
+_NUMBERS_UNIT = f"numbers (Twilio dials at most {MAX_DIAL_NUMBERS} in one <Dial>)"
 # A notification SMS must be a valid outbound job (a body of at most 1600 characters): what
-# it quotes from the request is cut to these lengths. A caller is a phone number, a client
-# or a SIP name (a TwiML App's client sets its own, of any length); Twilio's recording URLs
-# are about 120 characters.
+# it quotes from the request is cut to this length. A caller is a phone number, a client
+# or a SIP name (a TwiML App's client sets its own, of any length).
 MAX_CALLER_CHARS = 64
-MAX_RECORDING_URL_CHARS = 512
 MAX_SMS_CHARS = 1600
+# Where Twilio keeps a recording: the voicemail SMS links it, built from the SIDs.
+TWILIO_RECORDINGS = "https://api.twilio.com/2010-04-01/Accounts/{}/Recordings/{}"
 MAX_PASSWORD_TRIES = 3  # wrong conference pass codes per call before hanging up
 GENRES = frozenset({"classical", "ambient", "electronica", "guitars", "rock", "soft-rock"})
 TWILIO_HOLDMUSIC = "https://twimlets.com/holdmusic"  # Twilio's own, its default wait music
@@ -198,9 +208,11 @@ class Params:
     """Twimlet parameters: `Name`, `Name[0]`, `Name[]` ... and the speech settings."""
 
     values: FormParams
+    account_sid: str | None = None  # the account whose auth token signed the request
 
     @classmethod
-    def from_request(cls, query: FormParams, form: FormParams) -> Params:
+    def from_request(cls, query: FormParams, form: FormParams, *,
+                     account_sid: str | None) -> Params:
         """Settings come only from the signed URL's query; from the POST form only the
         fields Twilio itself sends at run time (they win over the query: they are this
         request's). A TwiML App reached from the Voice SDK receives the client's own
@@ -210,7 +222,7 @@ class Params:
         for name, items in form.items():
             if name in RUNTIME_FIELDS:
                 values[name] = list(items)
-        return cls(values)
+        return cls(values, account_sid)
 
     def has(self, name: str) -> bool:
         return name in self.values
@@ -220,11 +232,12 @@ class Params:
         # Every value may end up in TwiML: drop what XML cannot hold.
         return clean(value) if value not in (None, "") else default
 
-    def items(self, name: str, *, bracketed_only: bool = False,
-              as_written: bool = False) -> list[tuple[str, str]]:
+    def items(self, name: str, *, bracketed_only: bool = False, as_written: bool = False,
+              limit: int = MAX_LIST_ITEMS, unit: str = "values"
+              ) -> list[tuple[str, str]]:
         """(key, value) of `Name`, then `Name[0]`, `Name[1]` ... in index order, then
         `Name[]` as sent (`as_written`: the bracketed ones in the order the URL has them);
-        blanks left out, as the originals' array_filter did."""
+        blanks left out, as the originals' array_filter did. More than `limit` is a 400."""
         plain = [] if bracketed_only else [(name, v) for v in self.values.get(name, [])]
         numbered: list[tuple[int, str, str]] = []
         appended: list[tuple[str, str]] = []
@@ -240,7 +253,10 @@ class Params:
         ordered = plain + (written if as_written else
                            [(k, v) for _, k, v in sorted(numbered, key=lambda t: t[0])]
                            + appended)
-        return [(k, clean(v).strip()) for k, v in ordered if clean(v).strip()]
+        found = [(k, clean(v).strip()) for k, v in ordered if clean(v).strip()]
+        if len(found) > limit:
+            raise TwimletError(f"{name}: at most {limit} {unit}; got {len(found)}.")
+        return found
 
     def indexed(self, name: str) -> list[str]:
         return [v for _, v in self.items(name)]
@@ -249,12 +265,9 @@ class Params:
         value = self.get(name)
         return check_phone(name, value.strip()) if value and value.strip() else None
 
-    def phones(self, name: str, *, bracketed_only: bool = False,
-               limit: int | None = None) -> list[str]:
-        items = self.items(name, bracketed_only=bracketed_only)
-        if limit is not None and len(items) > limit:
-            raise TwimletError(f"{name}: at most {limit} numbers (Twilio dials at most "
-                               f"{limit} in one <Dial>); got {len(items)}.")
+    def phones(self, name: str, *, bracketed_only: bool = False) -> list[str]:
+        items = self.items(name, bracketed_only=bracketed_only, limit=MAX_DIAL_NUMBERS,
+                           unit=_NUMBERS_UNIT)
         return [check_phone(key, value) for key, value in items]
 
     def options(self, name: str) -> dict[str, str]:
@@ -277,6 +290,9 @@ class Params:
                     numbers.append(int(slot))
                 if clean(value).strip():
                     found[slot] = clean(value).strip()
+        if len(found) > MAX_LIST_ITEMS:
+            raise TwimletError(f"{name}: at most {MAX_LIST_ITEMS} menu options; got "
+                               f"{len(found)}.")
         return found
 
     @property
@@ -301,10 +317,24 @@ class Params:
         return self.get("From") or self.get("Caller")
 
     @property
+    def caller_number(self) -> str | None:
+        """The caller, only when it is a phone number: a Voice SDK client
+        (`client:14155550122`) or a SIP caller (`sip:+14155550122@host`) names itself, so
+        its digits must not match an allowed caller or a moderator."""
+        caller = self.caller
+        return caller if _CALLER_NUMBER.fullmatch(_PHONE_MARKS.sub("", caller or "")) else None
+
+    @property
     def called(self) -> str | None:
         """The number called; only a phone caller's: a Voice SDK or SIP caller sets `To`
         itself, so it must not unlock an allowed-caller list or a moderator seat."""
-        return (self.get("To") or self.get("Called")) if _is_phone(self.caller) else None
+        return (self.get("To") or self.get("Called")) if self.caller_number else None
+
+    def listed(self, numbers: Sequence[str]) -> bool:
+        """Whether this call is from (or, from a phone, to) one of `numbers`: how
+        AllowedCallers[] and Moderators[] match, by digits as the originals did."""
+        caller, called = self.caller_number, self.called
+        return any(same_number(caller, n) or same_number(called, n) for n in numbers)
 
 
 # -- shared stages ---------------------------------------------------------------------------
@@ -388,8 +418,7 @@ def forward(p: Params, links: Links) -> Result:
         raise TwimletError("PhoneNumber is required: the number to forward the call to.")
     # As on twimlets.com, only the bracketed form is a list: a plain AllowedCallers= is not.
     allowed = p.phones("AllowedCallers", bracketed_only=True)
-    if allowed and not any(same_number(p.caller, n) or same_number(p.called, n)
-                           for n in allowed):
+    if allowed and not p.listed(allowed):
         return Result(_doc(lambda r: r.say(RESTRICTED, **p.speech.attributes())))
     attrs: dict[str, Any] = {"action": links.here(Dial="true"), "timeout": p.timeout(20)}
     if p.get("CallerId"):
@@ -426,30 +455,29 @@ def voicemail(p: Params, links: Links) -> Result:
 
 def _voicemail_jobs(p: Params, notify: str | None, transcript: str | None
                     ) -> list[dict[str, Any]]:
-    recording = p.get("RecordingUrl")
-    if not notify or not recording:
+    if not notify or not p.get("RecordingUrl"):
         return []
-    if not _is_twilio_recording(recording):
-        # The link goes to the owner's phone: only ever one of Twilio's.
-        raise TwimletError("RecordingUrl is not a Twilio recording URL.")
-    sid = p.get("RecordingSid") or recording.rsplit("/", 1)[-1]
-    if not _SID.fullmatch(sid):
-        raise TwimletError("RecordingSid is not a Twilio SID.")
-    body = f"New voicemail from {_display(p.caller)}: {recording}.mp3"
+    sid = p.get("RecordingSid") or ""
+    body = f"New voicemail from {_display(p.caller)}: {_recording_link(p, sid)}.mp3"
     if transcript:
         body = (body + f"\n{transcript}")[:MAX_SMS_CHARS]
     # The job id makes the notification exactly-once, whatever Twilio retries.
     return [{"id": f"voicemail-{sid}", "type": "sms", "to": e164(notify), "body": body}]
 
 
-def _is_twilio_recording(url: str) -> bool:
-    if len(url) > MAX_RECORDING_URL_CHARS or not url.startswith("https://"):
-        return False
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:  # e.g. "https://[x"
-        return False
-    return host == "twilio.com" or host.endswith(".twilio.com")
+def _recording_link(p: Params, sid: str) -> str:
+    """The link the owner's phone gets, built as Twilio builds its RecordingUrl, from this
+    account's SID and the recording's. Never the RecordingUrl text: a browser reads a URL
+    differently from Python (`https://evil.example\\@api.twilio.com/...` opens
+    evil.example), and a TwiML App's client can send any RecordingUrl."""
+    if not _RECORDING_SID.fullmatch(sid):
+        raise TwimletError("RecordingSid must be the recording's SID (RE and 32 hex "
+                           "digits), as Twilio sends it with RecordingUrl.")
+    account = p.get("AccountSid")
+    if not account or account != p.account_sid:
+        raise TwimletError("AccountSid must be this app's Twilio account, as Twilio sends "
+                           "it: the recording link is built from it.")
+    return TWILIO_RECORDINGS.format(account, sid)
 
 
 def _display(number: str | None) -> str:
@@ -508,7 +536,7 @@ def _whisper_url(p: Params, links: Links, human_check: bool) -> str:
 def simulring(p: Params, links: Links) -> Result:
     if _back_from_dial(p):
         return _after_dial(p)
-    numbers = p.phones("PhoneNumbers", limit=MAX_DIAL_NUMBERS)
+    numbers = p.phones("PhoneNumbers")
     if not numbers:
         raise TwimletError("PhoneNumbers[] is required: the numbers to ring at once.")
     dial = Dial(action=links.here(Dial="true"), timeout=p.timeout(20))
@@ -519,7 +547,7 @@ def simulring(p: Params, links: Links) -> Result:
 
 
 def findme(p: Params, links: Links) -> Result:
-    numbers = p.phones("PhoneNumbers", limit=MAX_DIAL_NUMBERS)
+    numbers = p.phones("PhoneNumbers")
     if not p.has("Dial") and not numbers:
         raise TwimletError("PhoneNumbers[] is required: the numbers to try in order.")
     if p.has("Dial") and _dial_answered(p):
@@ -542,8 +570,7 @@ def conference(p: Params, links: Links) -> Result:
         return Result(_ask_pass_code(p, links, password, digits))
     # As on twimlets.com, only the bracketed form is a list: a plain Moderators= is not.
     moderators = p.phones("Moderators", bracketed_only=True)
-    is_moderator = any(same_number(p.caller, m) or same_number(p.called, m)
-                       for m in moderators)
+    is_moderator = p.listed(moderators)
     jobs: list[dict[str, Any]] = []
     if moderators and not is_moderator and p.get("EnableSmsNotifications", "0") != "0":
         jobs = _moderator_jobs(p, moderators)
@@ -567,7 +594,8 @@ def conference(p: Params, links: Links) -> Result:
 def _room(p: Params) -> str:
     """No Name: the original's room, one per configuration (its Message and Moderators,
     the moderators in the order the URL has them, as the original hashed them)."""
-    moderators = [v for _, v in p.items("Moderators", bracketed_only=True, as_written=True)]
+    moderators = [v for _, v in p.items("Moderators", bracketed_only=True, as_written=True,
+                                        limit=MAX_DIAL_NUMBERS, unit=_NUMBERS_UNIT)]
     seed = (p.get("Message") or "") + "".join(phone_key(m) for m in moderators)
     return hashlib.md5(seed.encode(), usedforsecurity=False).hexdigest()
 
@@ -590,8 +618,10 @@ def _moderator_jobs(p: Params, moderators: list[str]) -> list[dict[str, Any]]:
     body = MODERATOR_SMS.format(_quoted(p.get("Caller") or p.caller, "A caller"))
     line = p.called  # "the number this text came from": the conference line
     jobs = []
-    for moderator in dict.fromkeys(e164(m) for m in moderators):
-        job = {"id": f"conference-{call_sid}-{moderator[1:]}", "type": "sms", "to": moderator,
+    # Each moderator's job id is the call's SID and the moderator's place in the list: ids
+    # show in log lines, numbers must not.
+    for n, moderator in enumerate(dict.fromkeys(e164(m) for m in moderators), start=1):
+        job = {"id": f"conference-{call_sid}-{n}", "type": "sms", "to": moderator,
                "body": body}
         if line and E164.match(line):
             job["from"] = line

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from shared import events, jobs, signature, twiml, twimlets
+from shared import events, forms, jobs, redaction, signature, twiml, twimlets
 from shared.credentials import CredentialCache, CredentialsError
 from shared.ledger import Ledger
 from shared.numbers import MESSAGING_ADDRESS
@@ -25,10 +25,15 @@ from shared.signature import FormParams
 from shared.storage import QueueWriter, TransientStorageError
 from shared.twimlets import Links, Params, TwimletError
 
-log = logging.getLogger(__name__)
+log = redaction.logger(__name__)  # phone numbers masked
 
-# Twilio's webhook requests are a few KB; anything far larger is not from Twilio.
-MAX_BODY_BYTES = 256 * 1024
+# The largest webhook Twilio sends is an incoming message: a Body of 1600 characters (up to
+# 4 bytes of UTF-8 each, 3 characters per byte once percent-encoded: 19.2 KB), 10
+# MediaUrl<n> and MediaContentType<n>, WhatsApp's profile, location and ad-referral fields,
+# and the usual ones: 42.7 KB with generous lengths for the fields Twilio does not bound
+# (tests/unit/test_webhook_guards.py sends it). 64 KiB leaves room for add-on results and
+# fields Twilio adds without notice; a forged body this size is refused within a few ms.
+MAX_BODY_BYTES = 64 * 1024
 # Distinct URLs whose twimlet answer is kept rendered, per twimlet.
 RENDERED_URLS = 256
 # Twilio's SID fields, checked for shape: side effects are deduplicated on them, and a
@@ -73,9 +78,9 @@ class Call:
 
     params: FormParams  # query parameters, then form fields (the query wins on a clash)
     public_url: str
-    idempotency_token: str | None = None  # Twilio's I-Twilio-Idempotency-Token
     query: FormParams = field(default_factory=FormParams)  # the signed URL's own query
     form: FormParams = field(default_factory=FormParams)  # the POST form (Twilio's fields)
+    account_sid: str | None = None  # the account whose auth token signed it
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.first(name, default)
@@ -151,7 +156,7 @@ class Webhooks:
             await self._publish(self.settings.inbound_queue_name,
                                 events.inbound_sms(call.params))
 
-        await self._once(call, publish, f"sms:{sid}")
+        await self._once(f"sms:{sid}", publish)
         word = (call.get("Body") or "").strip().split(maxsplit=1)
         keyword = word[0].strip(".,!?").upper() if word else ""
         if keyword in self._keyword_replies:
@@ -181,7 +186,7 @@ class Webhooks:
                 log.info("status callback for job %s, which the jobs table does not hold",
                          job_id)
 
-        await self._once(call, record, f"status:{event['event_id']}")
+        await self._once(f"status:{event['event_id']}", record)
         return WebhookResponse(204, "", "text/plain")
 
     def _twimlet(self, name: str, build: twimlets.Twimlet | None = None) -> Handler:
@@ -191,7 +196,8 @@ class Webhooks:
         async def handler(call: Call) -> WebhookResponse:
             result = rendered.get(call.public_url) if name in twimlets.URL_ONLY else None
             if result is None:
-                result = build(Params.from_request(call.query, call.form),
+                result = build(Params.from_request(call.query, call.form,
+                                                   account_sid=call.account_sid),
                                Links(call.public_url))
                 if name in twimlets.URL_ONLY and not result.jobs:
                     if len(rendered) >= RENDERED_URLS:
@@ -202,29 +208,30 @@ class Webhooks:
                     _check_job(name, job)
 
                 async def enqueue() -> None:
-                    for job in result.jobs:
-                        await self._put(self.settings.outbound_queue_name, job)
-                await self._once(call, enqueue)
+                    # At most 10 (one per moderator), written at once: within the budget.
+                    await asyncio.gather(*(self._put(self.settings.outbound_queue_name, job)
+                                           for job in result.jobs))
+                # A twimlet's job ids are made of Twilio's SIDs (voicemail-<RecordingSid>,
+                # conference-<CallSid>-<n>): the event they name is the effect's.
+                await self._once(f"twiml/{name}:" + ",".join(
+                    sorted(str(job["id"]) for job in result.jobs)), enqueue)
             return WebhookResponse(200, result.twiml)
 
         return handler
 
     # -- side effects: each once per Twilio delivery -----------------------------------------
 
-    async def _once(self, call: Call, effects: Callable[[], Awaitable[None]],
-                    effect: str | None = None) -> None:
+    async def _once(self, effect: str, effects: Callable[[], Awaitable[None]]) -> None:
         """Run a webhook's side effects unless they ran already for this event: `effect`
-        names it by Twilio's SIDs (checked for shape), so a captured request replayed with
-        a fresh I-Twilio-Idempotency-Token (which Twilio does not sign) is caught too;
-        without one, Twilio's token names it. The name is remembered after the effects, so a
-        failure is retried by Twilio rather than lost."""
-        name = effect or (f"token:{call.idempotency_token}" if call.idempotency_token
-                          else None)
-        if name and self.ledger is not None and await self.ledger.effect_seen(name):
+        names it by Twilio's SIDs (checked for shape), never by the I-Twilio-Idempotency-
+        Token, which Twilio does not sign: a captured request replayed with fresh tokens
+        is the same event. The name is remembered after the effects, so a failure is
+        retried by Twilio rather than lost."""
+        if self.ledger is not None and await self.ledger.effect_seen(effect):
             return
         await effects()
-        if name and self.ledger is not None:
-            await self.ledger.remember_effect(name)
+        if self.ledger is not None:
+            await self.ledger.remember_effect(effect)
 
     async def _publish(self, queue_name: str, event: dict[str, Any]) -> None:
         if self.queues is not None:
@@ -250,25 +257,12 @@ class Webhooks:
     # -- parsing and signature ------------------------------------------------------------
 
     async def _verify(self, request: WebhookRequest) -> Call:
+        # The cheap checks first: a request without a signature of the right shape is
+        # refused before its body is decoded or parsed (a forged one costs at most the
+        # parse of MAX_BODY_BYTES and a few HMACs: bench.startup measures it).
         if len(request.body) > MAX_BODY_BYTES:
-            raise BadRequest(413, "Request body too large.")
-        try:
-            received = urlsplit(request.url)
-        except ValueError:  # e.g. a Host header `[::1`: not a URL Twilio requested
-            raise BadRequest(403, "Invalid X-Twilio-Signature.") from None
-        url = signature.public_url(request.url, self.settings.webhook_base_url)
-        query = _parse_form(received.query, "query string")
-        form: FormParams | None = None
-        json_body: str | None = None
-        if request.method.upper() == "POST" and request.body:
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            text = _decode(request.body)
-            if content_type == "application/json":
-                json_body = text
-            elif content_type in ("application/x-www-form-urlencoded", ""):
-                form = _parse_form(text, "form body")
-            else:
-                raise BadRequest(415, "Unsupported Content-Type: send a form or JSON.")
+            raise BadRequest(413, f"Request body over {MAX_BODY_BYTES} bytes: larger than "
+                                  "any webhook Twilio sends.")
         sig = request.headers.get("x-twilio-signature")
         if not sig:
             raise BadRequest(403, "Missing X-Twilio-Signature header.")
@@ -276,6 +270,26 @@ class Webhooks:
             request.headers.get("x-twilio-webhooks-signature-settings"))
         if algorithm is None:
             raise BadRequest(403, "Unsupported signature algorithm.")
+        if not signature.well_shaped(sig, algorithm):
+            raise BadRequest(403, "Invalid X-Twilio-Signature.")
+        try:
+            received = urlsplit(request.url)
+        except ValueError:  # e.g. a Host header `[::1`: not a URL Twilio requested
+            raise BadRequest(403, "Invalid X-Twilio-Signature.") from None
+        form: FormParams | None = None
+        json_body: str | None = None
+        if request.method.upper() == "POST" and request.body:
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type not in ("application/json", "application/x-www-form-urlencoded",
+                                    ""):
+                raise BadRequest(415, "Unsupported Content-Type: send a form or JSON.")
+            text = _decode(request.body)
+            if content_type == "application/json":
+                json_body = text
+            else:
+                form = _parse_form(text, "form body")
+        query = _parse_form(received.query, "query string")
+        url = signature.public_url(request.url, self.settings.webhook_base_url)
         creds = await self.credentials.get()
 
         def valid(tokens: tuple[str, ...]) -> bool:
@@ -294,14 +308,15 @@ class Webhooks:
                 fresh = None
             if fresh is None or not valid(fresh.webhook_tokens):
                 raise BadRequest(403, "Invalid X-Twilio-Signature.")
+            creds = fresh
         params = FormParams(form or {})
         params.update(query)
         for name, values in params.items():
             pattern = SID_FIELDS.get(name)
             if pattern is not None and not all(pattern.fullmatch(v) for v in values):
                 raise BadRequest(400, f"{name} is not a Twilio SID.")
-        return Call(params, url, request.headers.get("i-twilio-idempotency-token"),
-                    query=query, form=form or FormParams())
+        return Call(params, url, query=query, form=form or FormParams(),
+                    account_sid=creds.account_sid)
 
 
 def _check_job(twimlet: str, doc: Mapping[str, Any]) -> None:
@@ -324,11 +339,7 @@ def _decode(body: bytes) -> str:
 
 def _parse_form(text: str, what: str) -> FormParams:
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
-                          errors="strict", max_num_fields=1000)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest(400, f"Malformed {what}.") from None
-    params = FormParams()
-    for name, value in pairs:
-        params.setdefault(name, []).append(value)
-    return params
+        # A query string may be a person's (a twimlet URL pasted into the console).
+        return forms.parse(text, lenient=what == "query string")
+    except forms.MalformedForm as exc:
+        raise BadRequest(400, f"Malformed {what}: {exc}.") from None

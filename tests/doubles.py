@@ -336,6 +336,9 @@ class KeyVaultDouble(LoopbackServer):
         self.secrets = SecretVersions(secrets)
         self.faults: list[int] = []  # statuses to answer to the next authorised GETs
         self.on_get: Callable[[str], None] | None = None
+        # A status to answer every version listing with: 403 is a vault whose access
+        # policy grants `get` but not `list`.
+        self.list_status: int | None = None
 
     def reads(self, name: str) -> int:
         """Reads of the secret's current value."""
@@ -360,6 +363,11 @@ class KeyVaultDouble(LoopbackServer):
         history = self.secrets.history.get(name)
         if not history:
             return _json(404, {"error": {"code": "SecretNotFound", "message": name}})
+        if parts[2:] == ["versions"] and self.list_status:
+            return _json(self.list_status, {"error": {
+                "code": "Forbidden", "message": "The user, group or application does not "
+                "have secrets list permission on key vault.", "innererror": {
+                    "code": "AccessDenied"}}})
         if parts[2:] == ["versions"]:
             return _json(200, {"value": [self._item(name, i)
                                          for i in range(len(history))], "nextLink": None})

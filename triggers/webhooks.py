@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import azure.functions as func
 
 import shared
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 # Twilio's signature is the authentication: a function key is not needed (and would have to
 # be part of every URL pasted into the Twilio console). A `code=` key still works if set.
@@ -19,14 +17,15 @@ ANONYMOUS = func.AuthLevel.ANONYMOUS
 
 async def _handle(route: str, req: func.HttpRequest) -> func.HttpResponse:
     # Imported here, not at module level: the cold start pays only for azure.functions.
-    from shared import runtime
+    from shared import redaction, runtime
     from shared.settings import SettingsError
     from shared.webhooks import WebhookRequest
 
     try:
         handler = runtime.get().webhooks
     except SettingsError as exc:
-        log.error("configuration error: %s", exc)
+        # A setting's value may be a phone number (TWILIO_FROM_NUMBER): masked.
+        redaction.logger(__name__).error("configuration error: %s", exc)
         return func.HttpResponse("Service not configured; see the function's logs.\n",
                                  status_code=503, mimetype="text/plain")
     request = WebhookRequest(req.method, req.url,

@@ -56,9 +56,14 @@ class RunLocal:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, env: dict[str, str], ports: Ports, log_dir: Path) -> RunLocal:
+    def start(cls, env: dict[str, str], ports: Ports, log_dir: Path, *args: str,
+              data_dir: Path | None = None) -> RunLocal:
+        """Its Azurite keeps its data in `data_dir` (default: beside `log_dir`, so a test's
+        data is thrown away with its folder)."""
+        data_dir = data_dir or log_dir.parent / "azurite-data"
         proc = subprocess.Popen(
-            ["scripts/run-local", "--port", str(ports.app), "--log-dir", str(log_dir)],
+            ["scripts/run-local", "--port", str(ports.app), "--log-dir", str(log_dir),
+             "--data-dir", str(data_dir), *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             stdin=subprocess.DEVNULL, start_new_session=True)
         run = cls(proc)

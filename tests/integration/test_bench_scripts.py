@@ -18,11 +18,19 @@ def run(*args: str) -> str:
     return res.stdout
 
 
-def test_startup_bench_prints_both_tables() -> None:
+def test_startup_bench_prints_its_three_tables() -> None:
     out = run("bench.startup", "--runs", "1", "--requests", "20")
     assert re.search(r"\| \*\*ratio\*\* \| \*\*\d+\.\d+\*\*", out)
     for route in ("voice", "sms", "twiml/message"):
         assert re.search(rf"^\| {re.escape(route)} \| [\d.]+ \|", out, re.M), route
+    # Refusing forgeries at the body cap, beside a valid typical request: each case's status.
+    for case, status in [("valid, typical (sms)", 200), ("unsigned, at the cap", 403),
+                         ("forged, at the cap: %41 escapes", 403),
+                         ("forged, at the cap: 256 fields", 403),
+                         ("forged, at the cap: bad escapes %2%2", 400),
+                         ("forged, at the cap: not UTF-8", 400)]:
+        assert re.search(rf"^\| {re.escape(case)} \| \d+ \| {status} \| \d+ \| "
+                         r"\*\*[\d.]+\*\* \|$", out, re.M), case
 
 
 def test_throughput_bench_prints_every_path() -> None:

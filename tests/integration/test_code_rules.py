@@ -80,3 +80,18 @@ def test_cold_start_imports_no_sdk_the_queue_path_needs() -> None:
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert json.loads(res.stdout) == ["shared"]
+
+
+def test_every_logger_of_the_app_masks_numbers() -> None:
+    """Log lines go to Application Insights: every app module takes its logger from
+    shared.redaction (phone numbers masked, Account SIDs cut), never logging.getLogger."""
+    found = []
+    for path in sorted([*(ROOT / "shared").rglob("*.py"), *(ROOT / "triggers").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr == "getLogger" and path.name != "redaction.py":
+                target = ast.unparse(node)
+                # Setting a library's level is not logging through it.
+                if "azure.core" not in target:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {target}")
+    assert found == []

@@ -19,7 +19,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from devhost import services
 from shared.ledger import job_partition
 from tests.doubles import TwilioDouble
-from tests.helpers import AUTH_TOKEN, env, form_body, sign
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, env, form_body, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,7 +153,8 @@ def test_inbound_sms_and_status_events_on_azurite(app: dict[str, Any],
 
 def test_voicemail_notification_is_sent_through_the_queue(app: dict[str, Any],
                                                           prism_recorder: TwilioDouble) -> None:
-    call = {"CallSid": "CA" + "9" * 32, "From": "+15551234567", "To": "+15005550006"}
+    call = {"CallSid": "CA" + "9" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551234567",
+            "To": "+15005550006"}
     status, twiml = post_signed(app, "/api/twiml/voicemail?Notify=%2B15559990000&Transcribe=false",
                                 call)
     assert status == 200 and "<Record" in twiml
@@ -165,5 +166,7 @@ def test_voicemail_notification_is_sent_through_the_queue(app: dict[str, Any],
     [sent] = wait_for(lambda: [r for r in prism_recorder.creates("Messages") if r.status])
     assert sent.status == 201
     assert sent.form["To"] == ["+15559990000"]
+    # The link is built from the SIDs as Twilio builds it, not taken from RecordingUrl.
     assert sent.form["Body"] == [
-        "New voicemail from (555) 123-4567: https://api.twilio.com/r/RE9.mp3"]
+        "New voicemail from (555) 123-4567: https://api.twilio.com/2010-04-01/Accounts/"
+        f"{ACCOUNT_SID}/Recordings/RE{'9' * 32}.mp3"]

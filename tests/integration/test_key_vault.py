@@ -94,6 +94,40 @@ def test_rotated_token_picked_up_without_restart(
     assert key_vault.reads("twilio-auth-token") == 2
 
 
+def test_a_vault_that_refuses_to_list_versions_keeps_webhooks_answering(
+        key_vault: KeyVaultDouble, tls: Tls, storage_env: dict[str, str],
+        twilio_double: TwilioDouble, caplog: Any) -> None:
+    """Issue 19, point 9: an access policy granting `get` but not `list` (what many guides
+    give) answered 403 to the rotation window's look-up, and every webhook answered 503
+    for a day after each token change."""
+    key_vault.secrets["twilio-auth-token"] = ROTATED  # a new version, written just now
+    key_vault.list_status = 403
+    rt = vault_runtime(key_vault, tls, storage_env, twilio_double.url)
+
+    async def go() -> list[int]:
+        try:
+            hooks = [await rt.webhooks.handle("sms", signed_sms_webhook(ROTATED))
+                     for _ in range(3)]
+            # The old token is not accepted: its version could not be found.
+            old = await rt.webhooks.handle("sms", signed_sms_webhook(AUTH_TOKEN))
+            return [h.status for h in [*hooks, old]]
+        finally:
+            await rt.close()
+
+    assert asyncio.run(go()) == [200, 200, 200, 403]
+    listings = [r for r in key_vault.requests if "/versions" in r.path]
+    assert listings and {r.status for r in listings} == {403}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+                and r.name == "shared.credentials"]
+    assert warnings == [
+        f"Key Vault {key_vault.url} did not list the versions of secret 'twilio-auth-token' "
+        "(HTTP 403): the auth token's previous version is not accepted on webhooks during "
+        "the rotation window; the current one serves. Grant the app's identity 'list' on "
+        "secrets: the 'Key Vault Secrets User' role (RBAC vault) or 'list' beside 'get' in "
+        "the access policy."]
+    assert ROTATED not in caplog.text and AUTH_TOKEN not in caplog.text
+
+
 def test_vault_throttled_then_back_job_is_retried_not_lost(
         key_vault: KeyVaultDouble, tls: Tls, storage_env: dict[str, str],
         twilio_double: TwilioDouble) -> None:

@@ -11,10 +11,13 @@ walked too. Every failure names the page and line (`docs/jobs.md:120`).
   `<placeholders>` (a deployment's names) must parse with the tool's options;
   `az`/`azd`/`func azure`/`twilio` lines target Azure; anything else fails the walk.
 - `json` blocks: every job is enqueued and must be sent; the call flow must be the one the
-  local defaults run; events are outputs.
+  local defaults run; events are outputs. A job to one of Twilio's magic test numbers
+  (`devhost.magic_numbers`) must instead be refused with the code the Twilio double answers
+  for it: rejected, with its dead letter in -rejected.
 - the twimlet URLs (`/api/twiml/...`) must answer TwiML to a signed request.
 - the commands the run-local banner suggests run too.
-At the end nothing may be in -poison, and -rejected holds only what `--no-validate` sent.
+At the end nothing may be in -poison, and -rejected holds only what `--no-validate` sent and
+the jobs Twilio refused.
 
 Every relative link in these pages must point at a file that exists and, for a `#anchor`, at
 a heading of that page (GitHub's slugs).
@@ -39,10 +42,13 @@ from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 from twilio.twiml.messaging_response import MessagingResponse
 
+from devhost import magic_numbers
 from ops import numbers
 from ops.__main__ import parser as ops_parser
+from ops.enqueue import message_text
 from ops.localsettings import DEV_DEFAULTS, LOCAL_CALL_FLOW
 from shared.callflow import CallFlow, CallFlowError
+from shared.failures import CAPACITY_CODES
 from shared.ledger import FINAL_STATUSES, job_partition
 from shared.settings import Settings
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
@@ -246,6 +252,7 @@ class Walk:
         self.conn = env["AzureWebJobsStorage"]
         self.outbound = env["OUTBOUND_QUEUE_NAME"]
         self.sent_keys: list[str] = []  # validated jobs: each must be sent
+        self.refused: dict[str, int] = {}  # jobs to magic test numbers: key -> Twilio's code
         self.unvalidated = 0  # --no-validate enqueues: each may end in -rejected
         self.mms = 0
 
@@ -258,19 +265,25 @@ class Walk:
                                  "/bin/bash" if isinstance(argv, str) else None))
         assert res.returncode == 0, f"{where}: exit {res.returncode}\n{res.stdout}{res.stderr}"
         assert "Traceback" not in res.stderr, f"{where}:\n{res.stderr}"
-        self._enqueued(res.stdout, argv if isinstance(argv, str) else " ".join(argv))
+        self._enqueued(res.stdout, argv)
         self.settle()
         return res.stdout
 
-    def _enqueued(self, out: str, command: str) -> None:
+    def _enqueued(self, out: str, argv: list[str] | str) -> None:
+        command = argv if isinstance(argv, str) else " ".join(argv)
         for m in re.finditer(r"^enqueued (?:job (\S+)|a message that is not JSON) as message",
                              out, re.M):
             if "--no-validate" in command:
                 self.unvalidated += 1
-            else:
-                assert m[1], out
-                self.sent_keys.append(m[1])
-                self.mms += "media_url" in command
+                continue
+            assert m[1], out
+            code = refusal(shell_argv(argv) if isinstance(argv, str) else argv[3:])
+            if code is not None:
+                assert code not in CAPACITY_CODES, f"{command}: a {code} is retried for minutes"
+                self.refused[m[1]] = code
+                continue
+            self.sent_keys.append(m[1])
+            self.mms += "media_url" in command
 
     def settle(self, timeout: float = 30) -> None:
         """Until the app has taken every message off the outbound queue."""
@@ -296,6 +309,18 @@ class Walk:
 
     def statuses(self) -> dict[str, str | None]:
         return {key: self.status(key) for key in self.sent_keys}
+
+
+def refusal(args: list[str]) -> int | None:
+    """The code the Twilio double refuses an enqueued job with (a magic test number in it),
+    or None; `args` as `python -m ops` takes them."""
+    _, job = message_text(ops_parser().parse_args(args))
+    if job is None:
+        return None
+    refused = magic_numbers.refusal(
+        "Calls" if job.get("type") == "call" else "Messages",
+        {"To": job.get("to", ""), "From": job.get("from", DEV_DEFAULTS["TWILIO_FROM_NUMBER"])})
+    return int(refused["code"]) if refused else None
 
 
 def shell_argv(command: str) -> list[str]:
@@ -368,11 +393,22 @@ class Promises:
         assert [e.text for e in gather.iter("Say")] == [self.call_flow["menu"]["message"]]
 
     def job_row(self, where: str, args: Any, out: str) -> None:
-        """# was it sent? as what?"""
+        """# was it sent? as what?  /  # rejected, with Twilio's code and reason"""
         deadline = time.monotonic() + 30
         while self.walk.status(args.id) not in FINAL_STATUSES:
             assert time.monotonic() < deadline, f"{where}: {args.id} never reached a final status"
             time.sleep(0.2)
+        if args.id in self.walk.refused:
+            code = self.walk.refused[args.id]
+            row = json.loads(out) if args.json else None
+            if row is not None:
+                assert (row["status"], row["twilio_code"]) == ("rejected", code), f"{where}\n{out}"
+                return
+            assert re.search(r"^  status +rejected\b", out, re.M), f"{where}\n{out}"
+            assert re.search(rf"^  Twilio .*code +{code}$", out, re.M), f"{where}\n{out}"
+            assert re.search(rf"^  last error +Twilio answered HTTP 400, error {code}: ", out,
+                             re.M), f"{where}\n{out}"
+            return
         if args.json:
             row = json.loads(out)
             assert (row["status"], row["sid"][:2]) == ("sent", "SM"), f"{where}\n{out}"
@@ -483,13 +519,17 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
         while set(walk.statuses().values()) - {"sent"} and time.monotonic() < deadline:
             time.sleep(0.2)
         assert walk.statuses() == dict.fromkeys(walk.sent_keys, "sent")
+        assert {key: walk.status(key) for key in walk.refused} == \
+            dict.fromkeys(walk.refused, "rejected")
         assert promises.checked == {"webhook /api/sms", "webhook /api/voice", "enqueue",
                                     "jobs show", "deadletters list", "deadletters replay",
                                     "numbers show", "numbers connect", "ledger retention"}
         assert walk.mms >= 1  # the README's MMS example was sent
         assert [m.content for m in walk.queue("-poison").peek_messages(32)] == []
         rejected = [json.loads(m.content) for m in walk.queue("-rejected").peek_messages(32)]
-        assert [r["kind"] for r in rejected] == ["invalid_job"] * walk.unvalidated
+        assert sorted((r["kind"], r["twilio_code"]) for r in rejected) == sorted(
+            [("invalid_job", None)] * walk.unvalidated +
+            [("twilio_permanent", code) for code in walk.refused.values()])
         run.ctrl_c()
         assert run.wait() == 130
     finally:

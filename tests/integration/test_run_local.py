@@ -1,10 +1,13 @@
 """`scripts/run-local` at start-up: settings and ports checked before anything starts,
-Ctrl-C at any moment ends cleanly, a dying service is reported with its log tail, and the
-banner shows resolved names."""
+Ctrl-C at any moment ends cleanly (through a pipe too), a dying service is reported with its
+log tail, the banner shows resolved names, local data survives a restart (`--fresh` starts
+clean), and a second run-local does not share the first one's services."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import json
 import os
 import signal
 import socket
@@ -236,3 +239,167 @@ def test_func_start_gets_this_venv_and_finds_its_queues(tmp_path: Path, ports: P
         azurite.stop()
     assert "Traceback" not in run.output
     assert not [name for name, pid in run.pids().items() if alive(pid)]
+
+
+# -- local data, pipes, a second instance -------------------------------------------------
+
+def ops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "ops", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def job_status(env: dict[str, str], key: str) -> str | None:
+    """The job's status in the jobs table, None when it has no row."""
+    shown = ops(env, "jobs", "show", key, "--json")
+    return json.loads(shown.stdout)["status"] if shown.returncode == 0 else None
+
+
+def wait_all_stopped(pids: dict[str, int], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while running := [name for name, pid in pids.items() if alive(pid)]:
+        assert time.monotonic() < deadline, f"left running: {running}"
+        time.sleep(0.1)
+
+
+def stopped_cleanly(run: RunLocal, code: int = 130) -> None:
+    assert run.wait() == code and "Traceback" not in run.output
+    assert not [name for name, pid in run.pids().items() if alive(pid)]
+
+
+def test_local_data_survives_a_restart_and_fresh_starts_clean(tmp_path: Path,
+                                                               ports: Ports) -> None:
+    env = local_env(tmp_path, ports)
+    data = tmp_path / "azurite-data"
+    job = '{"id": "kept-1", "type": "sms", "to": "+15551234567", "body": "Kept."}'
+
+    def run_once(*args: str) -> tuple[RunLocal, str | None]:
+        run = RunLocal.start(env, ports, tmp_path / "logs", *args, data_dir=data)
+        try:
+            run.wait_for(READY)
+            status = job_status(env, "kept-1")
+            run.ctrl_c()
+            stopped_cleanly(run)
+        finally:
+            run.stop()
+        return run, status
+
+    first = RunLocal.start(env, ports, tmp_path / "logs", data_dir=data)
+    try:
+        first.wait_for(READY)
+        assert f"(pid {first.pids()['Azurite']}, data {data}/, kept across runs; log " \
+               f"{tmp_path / 'logs' / 'azurite.log'})" in first.output
+        assert ops(env, "enqueue", job).returncode == 0
+        deadline = time.monotonic() + 30
+        while job_status(env, "kept-1") != "sent":
+            assert time.monotonic() < deadline, "kept-1 was not sent"
+            time.sleep(0.3)
+        first.ctrl_c()
+        stopped_cleanly(first)
+    finally:
+        first.stop()
+    again, status = run_once()
+    assert status == "sent", again.output  # the row survived the restart
+    assert "Fresh start" not in again.output
+    fresh, status = run_once("--fresh")
+    assert f"Fresh start: removed local data in {data}/ (queues, jobs table, dead letters)." \
+        in fresh.lines
+    assert status is None  # gone: `jobs show` finds no row
+    assert {e.name for e in data.iterdir()} >= {"__azurite_db_queue__.json"}  # in use again
+
+
+def test_help_says_where_local_data_lives_and_how_to_start_clean() -> None:
+    res = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "devhost.run_local",
+                          "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    text = " ".join(res.stdout.split())
+    assert res.returncode == 0
+    assert "Local data survives a restart: the Azurite started here keeps its queues, jobs " \
+           "table and dead letters in .azurite/ (git-ignored; --data-dir names another " \
+           "folder), and --fresh starts it empty." in text
+    assert "--fresh start that Azurite empty: removes its data (queues, jobs, dead letters) " \
+           "from --data-dir first" in text
+
+
+def test_fresh_refuses_an_azurite_it_did_not_start(tmp_path: Path, ports: Ports) -> None:
+    azurite = services.start_azurite(tmp_path / "azurite", blob=ports.blob, queue=ports.queue,
+                                     table=ports.table)
+    try:
+        run = RunLocal.start(local_env(tmp_path, ports), ports, tmp_path / "logs", "--fresh")
+        assert run.wait() == 1
+    finally:
+        azurite.stop()
+    assert run.lines == [
+        f"run-local: --fresh empties the Azurite started here, but one already listens on "
+        f"127.0.0.1:{ports.queue} (not started here): stop it, or run without --fresh"]
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_ctrl_c_stops_everything_when_the_output_goes_through_tee(
+        tmp_path: Path, ports: Ports, attempt: int) -> None:
+    """A terminal's Ctrl-C reaches the whole pipeline: tee dies at once, and run-local's
+    output has nowhere to go while it stops its services."""
+    log = tmp_path / "log"
+    command = (f"scripts/run-local --port {ports.app} --log-dir {tmp_path / 'logs'} "
+               f"--data-dir {tmp_path / 'data'} 2>&1 | tee {log} >/dev/null")
+    shell = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=local_env(tmp_path, ports),
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+    run = RunLocal(shell)  # for its parsing of what it started
+    try:
+        deadline = time.monotonic() + 120
+        while READY not in (log.read_text() if log.exists() else ""):
+            assert shell.poll() is None and time.monotonic() < deadline, \
+                log.read_text() if log.exists() else "no log"
+            time.sleep(0.1)
+        run.lines = log.read_text().splitlines()
+        pids = run.pids()
+        assert set(pids) == {"Azurite", "Prism", "Twilio API front", "dev host"}
+        os.killpg(shell.pid, signal.SIGINT)
+        shell.wait(timeout=60)
+        wait_all_stopped(pids)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+    for port in (ports.app, ports.queue, ports.twilio):
+        assert not services.port_open(port), port
+
+
+def test_services_stop_when_run_local_is_killed(tmp_path: Path, ports: Ports) -> None:
+    run = RunLocal.start(local_env(tmp_path, ports), ports, tmp_path / "logs")
+    try:
+        run.wait_for(READY)
+        pids = run.pids()
+        os.kill(run.proc.pid, signal.SIGKILL)  # no chance to stop anything itself
+        run.wait()
+        wait_all_stopped(pids)
+    finally:
+        run.stop()
+
+
+def test_a_second_run_local_on_the_same_services_refuses_in_one_line(tmp_path: Path,
+                                                                     ports: Ports) -> None:
+    env = local_env(tmp_path, ports)
+    first = RunLocal.start(env, ports, tmp_path / "logs")
+    try:
+        first.wait_for(READY)
+        other = Ports(ports.blob, ports.queue, ports.table, ports.twilio, services.free_port())
+        second = RunLocal.start(env, other, tmp_path / "logs2")
+        assert second.wait() == 1
+        assert second.lines == [
+            f"run-local: another run-local (pid {first.proc.pid}, app on port {ports.app}) "
+            f"uses the services these settings name (port {ports.blob}); a second app would "
+            "take its jobs: use that one, stop it first, or give this run other ports for "
+            "AzureWebJobsStorage and TWILIO_API_BASE_URL (--settings)"]
+        assert not services.port_open(other.app)
+        assert ops(env, "webhook", "--base", f"http://127.0.0.1:{ports.app}", "/api/sms",
+                   "From=+15551234567", "To=+15005550006",
+                   "MessageSid=SM0123456789abcdef0123456789abcdef", "Body=HOURS"
+                   ).stdout.startswith("200 ")  # the first one still serves
+        first.ctrl_c()
+        stopped_cleanly(first)
+    finally:
+        first.stop()
+    # Once the first has stopped, its services are free again: a new run starts its own.
+    again = RunLocal.start(env, ports, tmp_path / "logs")
+    try:
+        again.wait_for(READY)
+    finally:
+        again.stop()

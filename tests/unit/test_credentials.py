@@ -43,6 +43,7 @@ class FakeSecretClient:
     def __init__(self, values: dict[str, str], error: Exception | None = None) -> None:
         self.versions = {name: [(value, 1000.0, True)] for name, value in values.items()}
         self.error, self.gets, self.lists = error, 0, 0
+        self.list_error: Exception | None = None  # a vault that grants get but not list
 
     def set(self, name: str, value: str, created: float, enabled: bool = True) -> None:
         self.versions.setdefault(name, []).append((value, created, enabled))
@@ -62,6 +63,8 @@ class FakeSecretClient:
 
     def list_properties_of_secret_versions(self, name: str) -> Any:
         self.lists += 1
+        if self.list_error:
+            raise self.list_error
         return [self._props(name, i) for i in range(len(self.versions[name]))]
 
 
@@ -166,6 +169,33 @@ def test_rotation_accepts_the_previous_token_for_the_window() -> None:
     client.versions["twilio-auth-token"][0] = (OLD, 1000.0, False)
     assert vault(client, now=5001.0).fetch().webhook_tokens == (NEW,)
     assert OLD not in repr(within) and NEW not in repr(within)
+
+
+def forbidden() -> HttpResponseError:
+    return HttpResponseError(response=type("R", (), {"status_code": 403, "reason": "Forbidden",
+                                                      "headers": {}, "text": lambda s: ""})())
+
+
+@pytest.mark.parametrize("error, what", [
+    (forbidden(), "HTTP 403"), (ServiceRequestError("reset"), "ServiceRequestError"),
+    (RuntimeError("an SDK surprise"), "RuntimeError")])
+def test_a_vault_that_cannot_list_versions_leaves_the_current_token_serving(
+        error: Exception, what: str, caplog: Any) -> None:
+    """Issue 19, point 9: the previous-token look-up is best effort."""
+    client = FakeSecretClient({"twilio-account-sid": SID, "twilio-auth-token": OLD})
+    client.set("twilio-auth-token", NEW, created=5000.0)
+    client.list_error = error
+    source = vault(client, now=5000.0 + 60)
+    fetched = [source.fetch() for _ in range(3)]
+    assert fetched == [TwilioCredentials(SID, NEW)] * 3
+    assert client.lists == 3  # tried on every read: granting `list` later takes effect
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [(
+        "WARNING", "Key Vault https://kv.vault.azure.net did not list the versions of secret "
+        f"'twilio-auth-token' ({what}): the auth token's previous version is not accepted on "
+        "webhooks during the rotation window; the current one serves. Grant the app's "
+        "identity 'list' on secrets: the 'Key Vault Secrets User' role (RBAC vault) or "
+        "'list' beside 'get' in the access policy.")]
+    assert OLD not in caplog.text and NEW not in caplog.text
 
 
 @pytest.mark.parametrize("sid, token, fragment", [

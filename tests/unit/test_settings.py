@@ -99,3 +99,25 @@ def test_every_setting_the_app_reads_is_in_the_settings_page() -> None:
     section = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     assert section.startswith("# Settings\n")
     assert sorted(n for n in SETTING_NAMES if f"`{n}`" not in section) == []
+
+
+# -- TWILIO_API_BASE_URL: the auth token goes with every request (issue 19, point 10) -------
+
+@pytest.mark.parametrize("value", [
+    "http://api.twilio.com", "http://example.com:8080", "http://10.0.0.5:4010",
+    "http://127.0.0.1.nip.io", "http://localhost.example.com", "http://[::2]:4010"])
+def test_twilio_api_base_url_over_plain_http_must_be_loopback(value: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env(TWILIO_API_BASE_URL=value))
+    assert str(err.value) == (
+        "TWILIO_API_BASE_URL must be an https URL (plain http only for a local double on "
+        "127.0.0.1, ::1 or localhost): every request carries the auth token; "
+        f"got {value!r}.")
+
+
+@pytest.mark.parametrize("value", [
+    "https://api.twilio.com", "https://twilio-proxy.example.com:8443",
+    "http://127.0.0.1:4010", "http://[::1]:4010", "http://localhost:4010",
+    "http://LOCALHOST:4010/"])
+def test_twilio_api_base_url_takes_https_and_loopback_http(value: str) -> None:
+    assert Settings.from_env(env(TWILIO_API_BASE_URL=value)).api_base_url == value.rstrip("/")

@@ -258,7 +258,7 @@ SETTINGS = {"AllowedCallers", "Bucket", "CallerId", "Dial", "Email", "EnableSmsN
             "ErrorMessage", "FailUrl", "HumanCheck", "Language", "Message", "Moderators",
             "Music", "Name", "Notify", "Options", "Password", "PasswordTries", "PhoneNumber",
             "PhoneNumbers", "Timeout", "Transcribe", "Twiml", "Voice"}
-RUNTIME_READ = {"CallSid", "Called", "Caller", "DialCallStatus", "DialStatus", "Digits",
+RUNTIME_READ = {"AccountSid", "CallSid", "Called", "Caller", "DialCallStatus", "DialStatus", "Digits",
                 "From", "RecordingSid", "RecordingUrl", "To", "TranscriptionStatus",
                 "TranscriptionText"}
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 
 from shared import jobs
+from tests.helpers import ACCOUNT_SID
+from tests.unit import test_twimlets
 from tests.unit.test_twimlets import CALLER, EMPTY, LINE, Twilio, X, action, amp, bad, ok, url
 
 FAIL = "https://example.com/please-try-later"
@@ -74,6 +76,24 @@ def test_forward_restricted_caller_hears_the_originals_message(form: dict[str, s
     assert ok(res) == X("<Say>Sorry, you are calling from a restricted number. Good bye.</Say>")
 
 
+# Issue 19, point 2: a Voice SDK client or a SIP caller chooses its own identity, digits
+# and all; only a phone number matches an allowed caller (or a moderator).
+NOT_PHONES = ["client:14155550122", "sip:+14155550122@attacker.sip.twilio.com",
+              "sip:4155550122x@example.com"]
+
+
+@pytest.mark.parametrize("caller", NOT_PHONES)
+def test_forward_sdk_and_sip_callers_never_match_allowed_callers(caller: str) -> None:
+    params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers[]", "+14155550122")]
+    for form in ({"From": caller}, {"From": caller, "To": "+14155550122"},
+                 {"From": "", "Caller": caller}):
+        res = Twilio().post(url("forward", params), {"To": LINE, **form})
+        assert ok(res) == X("<Say>Sorry, you are calling from a restricted number. Good "
+                            "bye.</Say>")
+    assert ok(Twilio().post(url("forward", params), {"From": "+14155550122"})) == (
+        dial_forward(params))
+
+
 def test_forward_plain_allowed_callers_is_not_a_list_as_on_twimlets() -> None:
     params = [("PhoneNumber", "415-555-1212"), ("AllowedCallers", "+15550000000")]
     assert ok(Twilio().post(url("forward", params))) == dial_forward(params)
@@ -134,7 +154,10 @@ def test_forward_errors_name_the_parameter(params: list[tuple[str, str]], error:
 # -- voicemail --------------------------------------------------------------------------------
 
 NOTIFY = "+15559990000"
-REC = {"RecordingUrl": "https://api.twilio.com/r/RE1", "RecordingSid": "RE" + "1" * 32}
+RECORDING_SID = "RE" + "1" * 32
+# Twilio's RecordingUrl, and the link the SMS carries (built from the SIDs, as Twilio does).
+LINK = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{RECORDING_SID}"
+REC = {"RecordingUrl": LINK, "RecordingSid": RECORDING_SID}
 
 
 @pytest.mark.parametrize("params, prompt", [
@@ -185,11 +208,11 @@ def test_voicemail_recording_without_transcription_notifies_once() -> None:
     headers = {"i-twilio-idempotency-token": "idem-1"}
     assert ok(twilio.post(here, REC, headers)) == X("<Say>Thanks. Good bye.</Say><Hangup />")
     twilio.post(here, REC, headers)  # Twilio's retry
-    twilio.post(here, REC, {"i-twilio-idempotency-token": "idem-2"})  # a replay: same id
+    # A replay with a fresh (unsigned) token is the same recording: nothing queued again.
+    twilio.post(here, REC, {"i-twilio-idempotency-token": "idem-2"})
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
                               "body": "New voicemail from (555) 111-2222: "
-                                      "https://api.twilio.com/r/RE1.mp3"}] * 2
-    # (the jobs ledger sends one SMS per id; the second enqueue is the replay's)
+                                      f"{LINK}.mp3"}]
 
 
 def test_voicemail_with_transcription_waits_for_the_text() -> None:
@@ -204,7 +227,7 @@ def test_voicemail_with_transcription_waits_for_the_text() -> None:
     assert ok(done) == EMPTY
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
                               "body": "New voicemail from (555) 111-2222: "
-                                      "https://api.twilio.com/r/RE1.mp3\nCall me back."}]
+                                      f"{LINK}.mp3\nCall me back."}]
 
 
 def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOICEMAIL-3-2]
@@ -213,7 +236,7 @@ def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOI
                       {**REC, "TranscriptionStatus": "failed", "From": "+447700900123"})
     assert ok(res) == EMPTY
     assert [job["body"] for job in twilio.jobs()] == [
-        "New voicemail from +447700900123: https://api.twilio.com/r/RE1.mp3"]
+        f"New voicemail from +447700900123: {LINK}.mp3"]
 
 
 def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
@@ -223,27 +246,60 @@ def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
     assert twilio.jobs() == []
 
 
-@pytest.mark.parametrize("recording", ["https://evil.example/RE1", "http://api.twilio.com/r/RE1",
-                                       "https://api.twilio.com.evil.example/RE1",
-                                       "https://[api.twilio.com/r/RE1",  # was a 503
-                                       "https://api.twilio.com/r/" + "R" * 500])
-def test_voicemail_links_only_twilios_recordings(recording: str) -> None:
+# Issue 19, point 3: RecordingUrl was checked with urlsplit, which reads `\\` differently
+# from a browser: the first one here passed, and a phone opened evil.example. A TwiML App's
+# client can send any RecordingUrl; the link is built from the SIDs instead.
+EVIL_RECORDINGS = [
+    f"https://evil.example\\@api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/"
+    f"{RECORDING_SID}",
+    f"https://api.twilio.com@evil.example/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/"
+    f"{RECORDING_SID}",
+    f"https://evil.example%5C@api.twilio.com/{RECORDING_SID}",
+    f"https:\\\\evil.example\\api.twilio.com/{RECORDING_SID}",
+    f"https://api.twilio.com\t.evil.example/{RECORDING_SID}",
+    "https://evil.example/RE1", "http://api.twilio.com/r/RE1",
+    "https://api.twilio.com.evil.example/RE1", "https://[api.twilio.com/r/RE1",
+    "https://api.twilio.com/r/" + "R" * 50_000, "javascript:alert(1)//api.twilio.com"]
+
+
+@pytest.mark.parametrize("recording", EVIL_RECORDINGS)
+def test_voicemail_links_the_recording_as_twilio_builds_it(recording: str) -> None:
     twilio = Twilio()
     res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
                       {**REC, "RecordingUrl": recording})
-    assert bad(res) == "RecordingUrl is not a Twilio recording URL."
-    assert twilio.jobs() == []
+    assert ok(res) == X("<Say>Thanks. Good bye.</Say><Hangup />")
+    assert twilio.jobs() == [{"id": f"voicemail-{RECORDING_SID}", "type": "sms",
+                              "to": NOTIFY, "body": "New voicemail from (555) 111-2222: "
+                                                    f"{LINK}.mp3"}]
+
+
+@pytest.mark.parametrize("form, error", [
+    ({"RecordingSid": None}, "RecordingSid must be the recording's SID (RE and 32 hex "
+                             "digits), as Twilio sends it with RecordingUrl."),
+    ({"AccountSid": "AC" + "2" * 32}, "AccountSid must be this app's Twilio account, as "
+                                      "Twilio sends it: the recording link is built from it."),
+    ({"AccountSid": None}, "AccountSid must be this app's Twilio account, as Twilio sends "
+                           "it: the recording link is built from it."),
+])
+def test_voicemail_link_needs_this_accounts_and_the_recordings_sid(
+        form: dict[str, str | None], error: str) -> None:
+    twilio = Twilio()
+    fields = {k: v for k, v in {**test_twimlets.CALL, **REC, **form}.items() if v is not None}
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
+                      call=fields)
+    assert bad(res) == error
+    assert ACCOUNT_SID not in res.body and twilio.jobs() == []
 
 
 def test_voicemail_sms_quotes_a_caller_of_any_length_within_one_sms() -> None:
     # A TwiML App's client names itself: 100 KB of it made a job too large for the queue.
     twilio = Twilio()
-    caller = "client:" + "a" * 100_000
+    caller = "client:" + "a" * 60_000  # as long as a request can hold
     here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")])
     assert ok(twilio.post(here, {**REC, "From": caller}))
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
                               "body": "New voicemail from client:" + "a" * 54 + "...: "
-                                      "https://api.twilio.com/r/RE1.mp3"}]
+                                      f"{LINK}.mp3"}]
     jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
 
 

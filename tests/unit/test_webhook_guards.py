@@ -184,24 +184,28 @@ def test_a_captured_request_replayed_with_a_fresh_token_has_no_second_effect() -
 def test_effect_keys_are_hashed_and_do_not_collide() -> None:
     ledger, queues = MemoryLedger(), MemoryQueues()
     hook = hooks(queues=queues, ledger=ledger)
-    form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
-            "RecordingSid": "RE" + "1" * 32}
-    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"  # the token keys it
-    for token in ("tok/1", "tok?1"):
-        request = WebhookRequest(
-            "POST", BASE + url, {"content-type": "application/x-www-form-urlencoded",
-                                 "x-twilio-signature": sign(BASE + url, form),
-                                 "i-twilio-idempotency-token": token}, urlencode(form).encode())
-        handle(hook, "twiml/voicemail", request)
-    assert len(ledger.effects) == 2
+    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"
+    for recording in ("RE" + "1" * 32, "RE" + "2" * 32):
+        form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
+                "RecordingSid": recording, "AccountSid": ACCOUNT_SID}
+        for token in ("tok/1", "tok?1"):  # keyed on the RecordingSid: tokens change nothing
+            request = WebhookRequest(
+                "POST", BASE + url, {"content-type": "application/x-www-form-urlencoded",
+                                     "x-twilio-signature": sign(BASE + url, form),
+                                     "i-twilio-idempotency-token": token},
+                urlencode(form).encode())
+            assert handle(hook, "twiml/voicemail", request).status == 200
+    assert len(ledger.effects) == 2 and len(queues.texts("twilio-outbound")) == 2
     assert all(len(k) == 64 and set(k) <= set("0123456789abcdef") for k in ledger.effects)
 
 
 def test_events_from_oversized_signed_requests_fit_a_queue_message() -> None:
     queues = MemoryQueues()
     hook = hooks(queues=queues)
-    big = {**SMS, "Body": "é" * 20_000, "ProfileName": "x" * 25_000, "NumMedia": "2",
-           "MediaUrl0": "https://m.example/" + "a" * 30_000, "MediaUrl1": "https://m/1"}
+    # Within the body cap, text that grows on a queue: JSON escapes control characters
+    # (\x01: 6 bytes), the queue escapes XML (<: 4 bytes).
+    big = {**SMS, "Body": "<" * 6_000, "ProfileName": "\x01" * 6_000, "NumMedia": "2",
+           "MediaUrl0": "https://m.example/" + "\x02" * 6_000, "MediaUrl1": "https://m/1"}
     assert handle(hook, "sms", post("sms", big)).status == 200
     [text] = queues.texts("twilio-inbound")
     assert queue_bytes(text) <= MAX_MESSAGE_BYTES
@@ -278,10 +282,11 @@ def test_a_twimlet_job_the_queue_would_refuse_is_a_400_and_nothing_is_queued() -
 def test_every_notification_a_twimlet_queues_passes_the_job_schema() -> None:
     queues = MemoryQueues()
     hook = hooks(queues=queues)
-    form = {"CallSid": "CA" + "1" * 32, "From": "client:" + "é" * 10_000, "To": "+15005550006",
-            "Caller": "sip:" + "x" * 50_000, "RecordingSid": "RE" + "1" * 32,
+    form = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID,
+            "From": "client:" + "é" * 3_000, "To": "+15005550006",
+            "Caller": "sip:" + "x" * 10_000, "RecordingSid": "RE" + "1" * 32,
             "RecordingUrl": "https://api.twilio.com/r/RE" + "1" * 32,
-            "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 5_000}
+            "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 1_500}
     for route, query in [
             ("twiml/voicemail", "Notify=%2B15559990000"),
             ("twiml/conference", "Moderators%5B%5D=%2B15559990000&EnableSmsNotifications=1")]:
@@ -377,3 +382,147 @@ def test_a_resplit_status_callback_cannot_drop_its_sid() -> None:
     assert sign(BASE + "status", forged) == sign(BASE + "status", status)
     res = handle(hooks(), "status", post("status", forged))
     assert (res.status, res.body) == (400, "A status callback needs MessageSid or CallSid.\n")
+
+
+# -- issue 19: every list a twimlet reads is capped; one request's side effects are bounded --
+
+MANY = [f"+1555000{i:04d}" for i in range(200)]
+
+
+@pytest.mark.parametrize("route, query, reason", [
+    # One signed call queued 200 SMS (Moderators[] had no cap), written one after another.
+    ("twiml/conference", [*(("Moderators[]", n) for n in MANY), ("EnableSmsNotifications", "1")],
+     "Moderators: at most 10 numbers (Twilio dials at most 10 in one <Dial>); got 200."),
+    ("twiml/forward", [("PhoneNumber", MANY[0]), *(("AllowedCallers[]", n) for n in MANY[:11])],
+     "AllowedCallers: at most 10 numbers (Twilio dials at most 10 in one <Dial>); got 11."),
+    ("twiml/message", [("Message[]", f"part {i}") for i in range(21)],
+     "Message: at most 20 values; got 21."),
+    ("twiml/holdmusic", [("Music[]", f"https://example.com/{i}.mp3") for i in range(21)],
+     "Music: at most 20 values; got 21."),
+    ("twiml/menu", [(f"Options[{i}]", f"https://example.com/{i}") for i in range(21)],
+     "Options: at most 20 menu options; got 21."),
+    ("twiml/menu", [("Options[]", f"https://example.com/{i}") for i in range(21)],
+     "Options: at most 20 menu options; got 21."),
+])
+def test_every_twimlet_list_is_capped_with_a_400_naming_it(
+        route: str, query: list[tuple[str, str]], reason: str) -> None:
+    queues = MemoryQueues()
+    form = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551112222",
+            "To": "+15005550006"}
+    res = handle(hooks(queues=queues), route, post(route, form, query=urlencode(query)))
+    assert (res.status, res.body) == (400, reason + "\n")
+    assert queues.messages == {}
+
+
+class InFlight(MemoryQueues):
+    """Counts the queue writes under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def put(self, queue_name: str, text: str, *, delay_seconds: int = 0) -> str:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0)  # a write takes a round trip: the others may start meanwhile
+        self.now -= 1
+        return await super().put(queue_name, text, delay_seconds=delay_seconds)
+
+
+def test_a_calls_notifications_are_written_at_once() -> None:
+    queues = InFlight()
+    query = [*(("Moderators[]", n) for n in MANY[:10]), ("EnableSmsNotifications", "1")]
+    form = {"CallSid": "CA" + "1" * 32, "From": "+15551112222", "To": "+15005550006"}
+    res = handle(hooks(queues=queues), "twiml/conference",
+                 post("twiml/conference", form, query=urlencode(query)))
+    assert res.status == 200
+    assert sorted(json.loads(t)["to"] for t in queues.texts("twilio-outbound")) == MANY[:10]
+    assert queues.most == 10
+
+
+# -- issue 19, point 7: the body cap fits Twilio's largest webhook; forgeries cost little ---
+
+MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+# The largest webhook Twilio sends: an incoming WhatsApp message (its messaging webhook
+# reference) with the longest Body (1600 characters, each 4 bytes of UTF-8), 10 media of the
+# longest common content type, a first message from an ad (Referral*) and every other field
+# it names, those Twilio does not bound given generous lengths.
+LARGEST = {
+    **INBOUND, "From": "whatsapp:+15551234567", "To": "whatsapp:+15005550006",
+    "Body": "😀" * 1600, "NumSegments": "11", "NumMedia": "10",
+    "MessagingServiceSid": "MG" + "1" * 32, "ProfileName": "😀" * 25, "WaId": "15551234567",
+    "MessageType": "image", "ButtonText": "é" * 20, "ButtonPayload": "é" * 256,
+    "Latitude": "-33.8712345", "Longitude": "151.2012345", "Address": "é" * 256,
+    "Label": "é" * 256, "Forwarded": "true", "FrequentlyForwarded": "true",
+    "OriginalRepliedMessageSid": "MM" + "1" * 32, "OriginalRepliedMessageSender": "15005550006",
+    "ReferralBody": "😀" * 1024, "ReferralHeadline": "😀" * 60, "ReferralSourceId": "1" * 20,
+    "ReferralSourceType": "ad", "ReferralSourceUrl": "https://fb.me/" + "a" * 200,
+    "ReferralMediaId": "1" * 20, "ReferralMediaContentType": MEDIA_TYPE,
+    "ReferralMediaUrl": "https://scontent.whatsapp.net/v/" + "a" * 500,
+    "ReferralNumMedia": "1", "ReferralCtwaClid": "a" * 200,
+    "ChannelMetadata": json.dumps({"type": "whatsapp", "data": {"context": {
+        "ProfileName": "😀" * 25, "WaId": "15551234567"}}}),
+    **{f"MediaUrl{i}": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/"
+                      f"MM{'1' * 32}/Media/ME{i:032x}" for i in range(10)},
+    **{f"MediaContentType{i}": MEDIA_TYPE for i in range(10)},
+}
+
+
+def test_twilios_largest_webhook_fits_the_body_cap_and_is_answered() -> None:
+    from shared.webhooks import MAX_BODY_BYTES
+
+    request = post("sms", LARGEST)
+    assert 40_000 < len(request.body) < MAX_BODY_BYTES  # 42.7 KB: documented
+    queues = MemoryQueues()
+    assert handle(hooks(queues=queues), "sms", request).status == 200
+    [event] = [json.loads(t) for t in queues.texts("twilio-inbound")]
+    assert (event["body"], len(event["media"])) == ("😀" * 1600, 10)
+
+
+def test_a_signed_body_over_the_cap_is_a_413() -> None:
+    form = {**SMS, "Body": "x" * (64 * 1024)}
+    res = handle(hooks(), "sms", post("sms", form))
+    assert (res.status, res.body) == (413, "Request body over 65536 bytes: larger than any "
+                                           "webhook Twilio sends.\n")
+
+
+NOT_UTF8 = b"Body=" + b"\xff" * (64 * 1024 - 5)  # at the cap, and undecodable
+
+
+@pytest.mark.parametrize("signature, reason", [
+    (None, "Missing X-Twilio-Signature header."),
+    ("", "Missing X-Twilio-Signature header."),
+    ("forged", "Invalid X-Twilio-Signature."),
+    ("A" * 28, "Invalid X-Twilio-Signature."),  # SHA1's length, not base64's padding
+    ("A" * 43 + "=", "Invalid X-Twilio-Signature."),  # SHA256's shape, SHA1 named
+])
+def test_unsigned_or_misshapen_requests_are_refused_before_the_body_is_read(
+        signature: str | None, reason: str) -> None:
+    source = Source()
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if signature is not None:
+        headers["x-twilio-signature"] = signature
+    res = handle(hooks(source=source), "sms", WebhookRequest("POST", BASE + "sms", headers,
+                                                             NOT_UTF8))
+    assert (res.status, res.body) == (403, reason + "\n")
+    assert source.fetches == 0  # not even the credentials were read
+
+
+def test_a_forged_body_of_bad_escapes_is_refused_by_one_scan() -> None:
+    """`%2%2...` cost parse_qsl 7 ms per 64 KiB (each `%` decoded in Python)."""
+    body = b"Body=" + b"%2" * (32 * 1024 - 3)
+    res = handle(hooks(), "sms", WebhookRequest("POST", BASE + "sms", {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": "A" * 27 + "="}, body))
+    assert (res.status, res.body) == (400, "Malformed form body: a % not followed by two hex "
+                                           "digits.\n")
+
+
+def test_a_twimlet_url_a_person_wrote_with_a_bare_percent_still_plays() -> None:
+    """`Message=Save 50%` worked on twimlets.com (PHP reads a bare % as itself); a form
+    body Twilio encoded never has one, and is still refused for it."""
+    call = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551234567"}
+    res = handle(hooks(), "twiml/message", post("twiml/message", call,
+                                                query="Message=Save+50%+today"))
+    assert (res.status, res.body) == (200, '<?xml version="1.0" encoding="UTF-8"?><Response>'
+                                           "<Say>Save 50% today</Say></Response>")

@@ -147,11 +147,13 @@ def test_public_origin_behind_tls_termination_and_function_key() -> None:
 @pytest.mark.parametrize("body, content_type, status", [
     (b"From=%ff%fe", "application/x-www-form-urlencoded", 400),
     (b"\xff\xfe", "application/x-www-form-urlencoded", 400),
+    (b"From=%2%2", "application/x-www-form-urlencoded", 400),
     (b"<xml/>", "application/xml", 415),
-    (b"A=" + b"x" * (300 * 1024), "application/x-www-form-urlencoded", 413),
+    (b"A=" + b"x" * (64 * 1024), "application/x-www-form-urlencoded", 413),
 ])
 def test_malformed_requests_get_4xx(body: bytes, content_type: str, status: int) -> None:
-    req = http_request(f"{BASE}/sms", signature="x", body=body,
+    forged = "A" * 27 + "="  # the shape of a signature: the body is read
+    req = http_request(f"{BASE}/sms", signature=forged, body=body,
                        headers={"Content-Type": content_type})
     res = call("sms", req)
     assert res.status_code == status
@@ -166,6 +168,17 @@ def test_bad_configuration_is_503_without_details(caplog: Any, monkeypatch: Any)
     assert res.status_code == 503
     assert res.get_body() == b"Service not configured; see the function's logs.\n"
     assert any("TWILIO_FROM_NUMBER must be an E.164" in r.getMessage() for r in caplog.records)
+
+
+def test_a_configuration_error_logs_a_number_masked(caplog: Any, monkeypatch: Any) -> None:
+    """Issue 19, point 10: the setting's value is echoed, a phone number only masked."""
+    runtime.use(None)  # type: ignore[arg-type]  # built from the environment on first call
+    for name, value in env(TWILIO_FROM_NUMBER="+1 555 123 4567").items():
+        monkeypatch.setenv(name, value)
+    assert call("voice", http_request(f"{BASE}/voice", CALL)).status_code == 503
+    assert [r.getMessage() for r in caplog.records if r.name == "triggers.webhooks"] == [
+        "configuration error: TWILIO_FROM_NUMBER must be an E.164 number such as "
+        "+*******4567; got '+* *** *** 4567'."]
 
 
 class RotatingSource:
