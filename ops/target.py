@@ -42,7 +42,11 @@ QUEUE_OPTIONS: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increm
 TABLE_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.5,
                                  "connection_timeout": 5, "read_timeout": 30}
 ROLE_HINT = ("`jobs show` needs 'Storage Table Data Reader'; `deadletters` and `enqueue` "
-             "'Storage Queue Data Contributor' (docs/operations.md)")
+             "'Storage Queue Data Contributor', and `deadletters replay` 'Storage Table Data "
+             "Contributor' (docs/operations.md)")
+# A local service that is not running refuses the connection at once; the SDKs would retry
+# it for seconds. One quick look first says so at once.
+PROBE_SECONDS = 1.0
 
 
 class OpsError(Exception):
@@ -62,6 +66,31 @@ class Target:
     connection_string: str | None = None
     queue_url: str | None = None
     table_url: str | None = None
+
+    @property
+    def account(self) -> str | None:
+        """The storage account's name, when the target says it."""
+        if self.connection_string is not None:
+            return connection_fields(self.connection_string).get("AccountName")
+        host = urlsplit(self.queue_url or "").hostname or ""
+        return host.split(".")[0] if host.endswith(".core.windows.net") else None
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of the queue and table services on this machine, if any."""
+        if self.connection_string is not None and is_development_storage(
+                self.connection_string):
+            return [("127.0.0.1", 10001), ("127.0.0.1", 10002)]
+        urls = [self.queue_url or "", self.table_url or ""]
+        if self.connection_string is not None:
+            fields = connection_fields(self.connection_string)
+            urls = [fields.get("QueueEndpoint", ""), fields.get("TableEndpoint", "")]
+        out = []
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.hostname and is_loopback(url):
+                out.append((parts.hostname, parts.port or (443 if parts.scheme == "https"
+                                                           else 80)))
+        return out
 
     @property
     def local(self) -> bool:
@@ -153,16 +182,21 @@ def _describe(conn: str) -> str:
     return f"account {parts.get('AccountName', '?')}"
 
 
-def credential() -> Any:
-    """`DefaultAzureCredential` for a person's machine (see the module docstring)."""
-    from azure.identity.aio import DefaultAzureCredential
-
+def credential_options() -> dict[str, Any]:
+    """`DefaultAzureCredential`'s options for a person's machine (see the module docstring)."""
     options: dict[str, Any] = {"process_timeout": 10}
     if not any(os.environ.get(v) for v in ("AZURE_TOKEN_CREDENTIALS", "IDENTITY_ENDPOINT",
                                            "MSI_ENDPOINT")):
         options["exclude_managed_identity_credential"] = True
+    return options
+
+
+def credential() -> Any:
+    """`DefaultAzureCredential` (async) for a person's machine."""
+    from azure.identity.aio import DefaultAzureCredential
+
     try:
-        return DefaultAzureCredential(**options)
+        return DefaultAzureCredential(**credential_options())
     except ValueError as exc:  # e.g. an AZURE_TOKEN_CREDENTIALS value it does not know
         raise OpsError(f"Azure login settings: {exc}") from None
 
@@ -176,6 +210,7 @@ class Session:
         self._clients: dict[str, Any] = {}
 
     async def __aenter__(self) -> Session:
+        await self._probe()
         if self.target.connection_string is None:
             self._credential = credential()
             try:
@@ -196,6 +231,20 @@ class Session:
 
     def explain(self, exc: BaseException) -> str | None:
         return explain(exc, self.target.where, local=self.target.local)
+
+    async def _probe(self) -> None:
+        """Storage on this machine that does not listen: one line at once."""
+        for host, port in self.target.endpoints():
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                   PROBE_SECONDS)
+            except (OSError, TimeoutError) as exc:
+                why = "connection refused" if isinstance(exc, ConnectionRefusedError) else \
+                    type(exc).__name__
+                raise OpsError(f"cannot reach {self.target.where} ({host}:{port}: {why}); "
+                               "is scripts/run-local running?", 1) from None
+            writer.close()
+            await writer.wait_closed()
 
     async def _login(self) -> None:
         from azure.core.exceptions import ClientAuthenticationError

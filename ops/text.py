@@ -61,3 +61,4 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, fit: bool | 
         out.append("  ".join(c.ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True))
                    + "  " + last)
     return "\n".join(line.rstrip() for line in out)
+

@@ -1,15 +1,23 @@
-"""`python -m ops webhook` and `python -m ops sign`: play Twilio.
+r"""`python -m ops webhook` and `python -m ops sign`: play Twilio.
 
-    python -m ops webhook /api/sms From=+15551234567 Body=hello
+    python -m ops webhook /api/sms From=+15551234567 To=+15005550006 \
+        MessageSid=SM0123456789abcdef0123456789abcdef Body=HOURS
+    python -m ops webhook /api/voice From=+15551234567 To=+15005550006 \
+        CallSid=CA0123456789abcdef0123456789abcdef
     python -m ops webhook --get "/api/twiml/message?Message=Hello"
-    python -m ops sign https://func-x.azurewebsites.net/api/sms From=+15551234567 Body=hi
+    python -m ops sign http://127.0.0.1:7071/api/sms From=+15551234567 Body=hi
+    python -m ops sign https://<app>.azurewebsites.net/api/sms From=+15551234567 Body=hi
 
-`webhook` signs the request as Twilio would (X-Twilio-Signature over the public URL and the
-form) and sends it to WEBHOOK_BASE_URL (else http://127.0.0.1:7071, the local app), then
-prints the status and the answer; it exits 0 on 2xx. `sign` prints only the signature, for
-curl or a test. The auth token is TWILIO_AUTH_TOKEN (environment, local.settings.json, or the
-local default); it is never printed. The local default only signs for this machine: for any
-other host, set TWILIO_AUTH_TOKEN to the account's auth token.
+`webhook` signs the request as Twilio would (X-Twilio-Signature over the URL and the form)
+and sends it to WEBHOOK_BASE_URL (else http://127.0.0.1:7071, the local app), or to --base,
+then prints the status and the answer; it exits 0 on 2xx. It signs exactly the URL it sends
+to: when WEBHOOK_BASE_URL is set and --base (or a full URL) names another origin, it refuses,
+since a request signed for one host and sent to another can be replayed against the first
+(set WEBHOOK_BASE_URL to that origin for the command, or leave out --base). `sign` prints
+only the signature of the URL it is given, for curl or a test. The auth token is
+TWILIO_AUTH_TOKEN (environment, local.settings.json, or the local default); it is never
+printed. The local default only signs for this machine: for any other host, set
+TWILIO_AUTH_TOKEN to the account's auth token.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from twilio.request_validator import RequestValidator
 
 from ops.localsettings import LOCAL_AUTH_TOKEN, is_loopback, load_settings
 from ops.target import OpsError
-from shared.signature import FormParams, public_url
+from shared.signature import FormParams
 
 LOCAL_APP = "http://127.0.0.1:7071"
 
@@ -83,22 +91,40 @@ def run_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def destination(path: str, base: str | None, public: str | None) -> str:
+    """The URL to send to (and so to sign): `path` on `base`, else on WEBHOOK_BASE_URL
+    (`public`), else on the local app. Refuses one whose origin is not `public`'s."""
+    url = path if not path.startswith("/") else \
+        (base or public or LOCAL_APP).rstrip("/") + path
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise OpsError(f"{path!r} is neither /api/... nor an http(s) URL")
+    if public and origin(url) != origin(public):
+        raise OpsError(
+            f"{origin(url)} is not WEBHOOK_BASE_URL ({origin(public)}): the tool signs exactly "
+            "the URL it sends to, and a request signed for one host and sent to another could "
+            f"be replayed against the first. Leave out --base to send to {origin(public)}, or "
+            f"run it with WEBHOOK_BASE_URL={origin(url)}")
+    return url
+
+
 def run_webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
-    base = (args.base or settings.get("WEBHOOK_BASE_URL") or LOCAL_APP).rstrip("/")
-    url = base + args.path if args.path.startswith("/") else args.path
+    url = destination(args.path, args.base, settings.get("WEBHOOK_BASE_URL"))
     token = _token(settings, url)
     pairs = pairs_of(args.params)
-    signed_url = public_url(url, settings.get("WEBHOOK_BASE_URL"))
     data = None
     if args.get:
         if pairs:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(pairs)
-            signed_url = public_url(url, settings.get("WEBHOOK_BASE_URL"))
-        sig = signature(signed_url, None, token)
+        sig = signature(url, None, token)
     else:
         data = urllib.parse.urlencode(pairs).encode()
-        sig = signature(signed_url, pairs, token)
+        sig = signature(url, pairs, token)
     req = urllib.request.Request(url, data=data, method="GET" if args.get else "POST",
                                  headers={"X-Twilio-Signature": sig,
                                           "Content-Type": "application/x-www-form-urlencoded"})

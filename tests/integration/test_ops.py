@@ -18,77 +18,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from devhost import services
+from ops import text
 from ops.__main__ import main as ops_main
 from ops.__main__ import parser as ops_parser
-from shared import deadletters
 from shared.ledger import job_partition
 from tests.doubles import ManagedIdentityDouble, Recorded
-
-ROOT = Path(__file__).resolve().parents[2]
-JOB = {"id": "order-7", "type": "sms", "to": "+15551234567", "body": "Order 7 shipped."}
+from tests.integration.ops_helpers import (
+    JOB,
+    ROOT,
+    letter,
+    queue,
+    row,
+    run,
+    table,
+    texts,
+    tool_env,
+)
 
 
 @pytest.fixture
 def env(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> dict[str, str]:
-    """The tool's settings: this test's Azurite queues and table, no local.settings.json."""
-    values = {**storage_env, "LOCAL_SETTINGS_FILE": str(tmp_path / "none.json")}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    out = QueueClient.from_connection_string(values["AzureWebJobsStorage"],
-                                             values["OUTBOUND_QUEUE_NAME"])
-    out.create_queue()  # the app creates it; replays go there
-    return values
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = ops_main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def queue(env: dict[str, str], suffix: str = "") -> QueueClient:
-    client = QueueClient.from_connection_string(env["AzureWebJobsStorage"],
-                                                env["OUTBOUND_QUEUE_NAME"] + suffix)
-    try:
-        client.create_queue()
-    except Exception:  # noqa: BLE001 - exists already
-        pass
-    return client
-
-
-def table(env: dict[str, str]) -> TableClient:
-    client = TableClient.from_connection_string(env["AzureWebJobsStorage"],
-                                                env["JOBS_TABLE_NAME"])
-    try:
-        client.create_table()
-    except Exception:  # noqa: BLE001 - exists already
-        pass
-    return client
-
-
-def letter(kind: str = "twilio_permanent", job: dict[str, Any] | None = JOB, *,
-           at: float | None = None, **over: Any) -> str:
-    original = over.pop("original", json.dumps(job))
-    args: dict[str, Any] = {"kind": kind, "reason": f"reason for {kind}", "original": original,
-                            "queue_message_id": "q-" + kind,
-                            "job_key": (job or {}).get("id"), "twilio_code": None,
-                            "dequeue_count": 1, "at": at or time.time()}
-    args.update(over)
-    return deadletters.envelope(**args)
-
-
-def texts(client: QueueClient) -> list[str]:
-    return [m.content for m in client.peek_messages(max_messages=32)]
-
-
-def row(env: dict[str, str], key: str, **fields: Any) -> None:
-    table(env).upsert_entity({"PartitionKey": job_partition(key), "RowKey": key,
-                              "updated_at": time.time(), **fields})
+    return tool_env(storage_env, monkeypatch, tmp_path)
 
 
 # -- jobs show ---------------------------------------------------------------------------
@@ -108,7 +64,8 @@ def test_jobs_show_readable_json_and_not_found(env: dict[str, str],
         "  attempts             1"]
     assert "  claim                c-9" in lines  # a known field, under its label
     assert lines[-3:] == ["  other fields", "  note                 added later",
-                          "Final: enqueued again under this id, the job is not sent again."]
+                          "Final: a job enqueued again with this id is not sent again "
+                          "(`enqueue` refuses it unless --force); a new id sends a new message."]
 
     code, out, _ = run(capsys, "jobs", "show", "order-7", "--json")
     doc = json.loads(out)
@@ -119,7 +76,10 @@ def test_jobs_show_readable_json_and_not_found(env: dict[str, str],
 
     code, out, err = run(capsys, "jobs", "show", "order-8")
     assert (code, out) == (3, "")
-    assert err.startswith("python -m ops jobs: no job 'order-8' in table ")
+    assert err.startswith(f"python -m ops jobs: no job 'order-8' in table "
+                          f"{env['JOBS_TABLE_NAME']} nor among the dead letters (looked in "
+                          f"{env['OUTBOUND_QUEUE_NAME']}-rejected and "
+                          f"{env['OUTBOUND_QUEUE_NAME']}-poison on Azurite on ")
     assert err.count("\n") == 1
 
 
@@ -171,7 +131,8 @@ def test_list_is_a_table_a_peek_and_filters(env: dict[str, str],
     assert doc.pop("message_id") and doc.pop("at") and doc.pop("age_seconds") >= 7200
     assert doc == {"queue": "rejected", "queue_name": env["OUTBOUND_QUEUE_NAME"] + "-rejected",
                    "kind": "twilio_permanent", "reason": "reason for twilio_permanent",
-                   "twilio_code": 21610, "job_key": "order-7", "replayable": True}
+                   "twilio_code": 21610, "job_key": "order-7", "replayable": True,
+                   "why_not": ""}
 
 
 def test_list_says_when_it_shows_32_and_all_reads_every_one(
@@ -199,8 +160,10 @@ def test_a_burned_id_is_replayed_under_a_new_one_once(
     code, out, err = run(capsys, "deadletters", "replay", "--job", "order-7")
     assert (code, err) == (0, "")
     assert out.splitlines() == [
-        "replayed     rejected twilio_permanent  order-7 -> order-7.r1 (new id: order-7 is "
-        "rejected in the ledger)",
+        "replayed     rejected twilio_permanent  order-7 -> order-7.r1, a new id (order-7 is "
+        "rejected); will fail the same way again: Twilio refused this job for good (error "
+        "21610: the recipient opted out (it goes through once they text START)) and it goes "
+        "again unchanged, to +*******4567",
         "Replayed 1 (1 under a new id); already sent or replayed 0 (dead letter removed); "
         "skipped 0; failed 0; not selected 0 (left as they were)."]
     assert [json.loads(t) for t in texts(queue(env))] == [{**JOB, "id": "order-7.r1"}]
@@ -230,13 +193,16 @@ def test_replay_keeps_the_id_when_the_ledger_allows_and_drops_what_was_sent(
     code, out, _ = run(capsys, "deadletters", "replay", "--all")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "replayed     rejected no_sender         n-1 (same id: not in the ledger)"
+    assert lines[0] == ("replayed     rejected no_sender         n-1 under the same key (no "
+                        "row: it was never claimed, so never sent)")
     assert lines[1] == ("dropped      poison   host_poison       s-1 was sent already (SID "
                         "SM33333333333333333333333333333333): nothing to send")
     assert lines[2].startswith("replayed     poison   host_poison       replay-")
+    assert ", a new key (the job has no id and the host moved it as it was: the key it had " \
+           "cannot be known); will look at Twilio for a call to +*******4567 since " in lines[2]
     sent = [json.loads(t) for t in texts(queue(env))]
     assert sent[0] == {**JOB, "id": "n-1"}
-    assert sent[1]["id"] == lines[2].split()[3] and sent[1]["say"] == "hi"
+    assert sent[1]["id"] == lines[2].split()[3].rstrip(",") and sent[1]["say"] == "hi"
     assert texts(queue(env, "-rejected")) == [] and texts(queue(env, "-poison")) == []
 
 
@@ -262,32 +228,43 @@ def test_a_failed_enqueue_keeps_the_dead_letter(env: dict[str, str],
     code, out, _ = run(capsys, "deadletters", "replay", "--all")
     assert code == 1
     line, summary = out.splitlines()
-    assert line.startswith("failed       rejected no_sender         n-2 (same id: not in the "
-                           "ledger): not enqueued (")
+    assert line.startswith("failed       rejected no_sender         n-2 under the same key "
+                           "(no row: it was never claimed, so never sent): not enqueued (")
     assert "404 QueueNotFound" in line and line.endswith("; kept")
     assert summary.startswith("Replayed 0 (0 under a new id); already sent or replayed 0 "
                               "(dead letter removed); skipped 0; failed 1;")
     assert len(texts(queue(env, "-rejected"))) == 1
 
 
-def test_outcome_unknown_is_replayed_only_when_named(env: dict[str, str],
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    row(env, "order-7", status="unknown")
-    queue(env, "-rejected").send_message(letter("outcome_unknown"))
-    code, out, _ = run(capsys, "deadletters", "replay", "--all")
-    assert code == 0 and "Twilio may have sent it already: check the Twilio console" in out
-    assert texts(queue(env)) == [] and len(texts(queue(env, "-rejected"))) == 1
-    # What `jobs show` says to run (after a look at the Twilio console) replays it.
+def test_outcome_unknown_goes_under_a_new_id_whose_row_says_to_look_at_twilio(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    claimed = time.time() - 3000
+    row(env, "order-7", status="unknown", claimed_at=claimed, check_since=claimed - 60)
+    queue(env, "-poison").send_message(letter("outcome_unknown"))
+    code, out, _ = run(capsys, "deadletters", "replay", "--all", "--dry-run")
+    look = text.when(claimed - 60)
+    assert code == 0 and out.splitlines()[0] == (
+        "would replay poison   outcome_unknown   order-7 -> order-7.r1, a new id (order-7 is "
+        f"unknown); will look at Twilio for a message to +*******4567 since {look} before "
+        "sending")
+    assert texts(queue(env)) == []
+    with pytest.raises(ResourceNotFoundError):  # a dry run writes nothing
+        table(env).get_entity(job_partition("order-7.r1"), "order-7.r1")
+
+    # What `jobs show` says to run replays it, under the new id, its row written first.
     code, out, _ = run(capsys, "jobs", "show", "order-7")
     hint = out.splitlines()[-1]
-    assert code == 0 and hint.startswith("This id is burned") and "Twilio console" in hint
+    assert code == 0 and hint.startswith("This id is burned") and "looks at Twilio" in hint
     command = shlex.split(hint.split("`")[1])
     assert command[:3] == ["python", "-m", "ops"]
     code, out, _ = run(capsys, *command[3:])
-    assert code == 0 and out.splitlines()[0] == (
-        "replayed     rejected outcome_unknown   order-7 -> order-7.r1 (new id: order-7 is "
-        "unknown in the ledger)")
+    assert code == 0 and out.splitlines()[0].startswith(
+        "replayed     poison   outcome_unknown   order-7 -> order-7.r1, a new id")
     assert [json.loads(t)["id"] for t in texts(queue(env))] == ["order-7.r1"]
+    seeded = table(env).get_entity(job_partition("order-7.r1"), "order-7.r1")
+    assert {k: seeded[k] for k in ("status", "check_since", "attempts")} == {
+        "status": "retrying", "check_since": claimed - 60, "attempts": 0}
+    assert texts(queue(env, "-poison")) == []
 
 
 def test_dry_run_changes_nothing(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -297,7 +274,7 @@ def test_dry_run_changes_nothing(env: dict[str, str], capsys: pytest.CaptureFixt
               for s in ("-rejected", "-poison")}
     code, out, _ = run(capsys, "deadletters", "replay", "--all", "--dry-run")
     assert code == 0
-    assert "would replay rejected twilio_permanent  order-7 -> order-7.r1" in out
+    assert "would replay rejected twilio_permanent  order-7 -> order-7.r1, a new id" in out
     assert out.splitlines()[-1].endswith("Dry run: nothing was changed.")
     after = {s: [(m.id, m.dequeue_count) for m in queue(env, s).peek_messages(32)]
              for s in ("-rejected", "-poison")}
@@ -480,11 +457,29 @@ def test_commands_with_an_azure_login(oauth_azurite: dict[str, Any], tmp_path: P
         assert json.loads(out)["sid"] == "SM" + "4" * 32
         code, out, err, _ = ops_process(env, "deadletters", "replay", "--all")
         assert (code, err) == (0, ""), err
-        assert out.splitlines()[0] == ("replayed     rejected no_sender         n-9 (same id: "
-                                       "not in the ledger)")
+        assert out.splitlines()[0] == ("replayed     rejected no_sender         n-9 under the "
+                                       "same key (no row: it was never claimed, so never sent)")
         code, out, err, _ = ops_process(env, "enqueue", "--sms", "+15551234567", "hi")
         assert code == 0 and out.endswith(f"on twilio-outbound (127.0.0.1:{ports['queue']})\n")
         tokens = [r for r in mi.requests if r.status == 200]
         assert len(tokens) == 3  # one login per command
     outbound = QueueClient.from_connection_string(seed, "twilio-outbound", **verify)
     assert [json.loads(m.content).get("id") for m in outbound.peek_messages(32)] == ["n-9", None]
+
+
+def test_dry_run_says_when_a_replay_will_fail_the_same_way_again(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue(env, "-rejected").send_message(letter("no_sender", {**JOB, "id": "n-3"}))
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", "")  # still unset, as when it was refused
+    code, out, _ = run(capsys, "deadletters", "replay", "--all", "--dry-run")
+    assert code == 0 and out.splitlines()[0] == (
+        "would replay rejected no_sender         n-3 under the same key (no row: it was never "
+        "claimed, so never sent); will fail the same way again: the job has no 'from' or "
+        "'messaging_service_sid', and TWILIO_FROM_NUMBER is not set (nor "
+        "TWILIO_MESSAGING_SERVICE_SID) (in the settings of the local app)")
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", "+15005550006")  # fixed: it will go
+    code, out, _ = run(capsys, "deadletters", "replay", "--all", "--dry-run")
+    assert code == 0 and out.splitlines()[0] == (
+        "would replay rejected no_sender         n-3 under the same key (no row: it was never "
+        "claimed, so never sent)")

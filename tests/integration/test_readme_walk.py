@@ -43,12 +43,14 @@ from azure.storage.queue import QueueClient
 from twilio.twiml.messaging_response import MessagingResponse
 
 from devhost import magic_numbers
+from ops import numbers
 from ops.__main__ import parser as ops_parser
 from ops.enqueue import message_text
 from ops.localsettings import DEV_DEFAULTS, LOCAL_CALL_FLOW
 from shared.callflow import CallFlow, CallFlowError
 from shared.failures import CAPACITY_CODES
 from shared.ledger import FINAL_STATUSES, job_partition
+from shared.settings import Settings
 from tests.integration.run_local_helpers import READY, ROOT, Ports, RunLocal, local_env
 
 README = ROOT / "README.md"
@@ -363,6 +365,10 @@ class Promises:
             self.job_row(where, args, out)
         elif name == "deadletters replay" and args.dry_run:
             self.dry_run(where, args, out)
+        elif name in ("numbers show", "numbers connect"):
+            self.number(where, args, out)
+        elif name == "ledger retention":
+            self.retention(where, out)
         else:
             pytest.fail(f"{where}: the walk does not check what this command promises")
 
@@ -444,6 +450,41 @@ class Promises:
         assert self.selected(args) == letters  # still there
 
 
+    def number(self, where: str, args: Any, out: str) -> None:
+        """# what the number points at now / # what connect would change, old -> new"""
+        base = self.walk.env["WEBHOOK_BASE_URL"]
+        lines = out.splitlines()
+        assert lines[0].startswith(f"number {args.number} (PN"), f"{where}\n{out}"
+        fields = lines[2:-1] if args.action == "connect" else lines[1:-1]
+        assert [f.split()[0] for f in fields] == list(numbers.SHOWN), f"{where}\n{out}"
+        if args.action == "show":
+            assert lines[-1].startswith((f"It points at {base} ", f"It does not point at "
+                                         f"{base} ")), f"{where}\n{out}"
+            return
+        wanted = numbers.wanted(base)
+        changed = [f.split() for f in fields if " -> " in f]
+        assert all(c[-1] == (wanted[c[0]] or "(none)") for c in changed), f"{where}\n{out}"
+        assert all(f.endswith(" (unchanged)") for f in fields if " -> " not in f), out
+        if args.dry_run:
+            assert lines[-1] == f"Dry run: nothing was changed ({len(changed)} fields would be).", \
+                f"{where}\n{out}"
+        else:
+            assert lines[-1].startswith(("Connected: ", "Already connected to ")), out
+
+    def retention(self, where: str, out: str) -> None:
+        """# the retention in force, and the last run"""
+        defaults = Settings(key_vault_url=None)
+        lines = out.splitlines()
+        assert lines[0].startswith(f"Retention in table {self.walk.env['JOBS_TABLE_NAME']} "
+                                   "(Azurite on "), f"{where}\n{out}"
+        assert [line.split() for line in lines[1:3]] == [
+            ["JOB_RETENTION_DAYS", f"{defaults.job_retention_days:g}", "default"],
+            ["WEBHOOK_EFFECT_RETENTION_HOURS", f"{defaults.webhook_effect_retention_hours:g}",
+             "default"]], f"{where}\n{out}"
+        assert re.match(r"^Last run: (no retention run yet\.|.*: deleted \d+ rows; )",
+                        lines[-1]), f"{where}\n{out}"
+
+
 def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
     ports = Ports.free()
     env = local_env(tmp_path, ports)
@@ -460,7 +501,9 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
             if e.kind == "run":
                 promises.check(where, e.text, walk.run(where, e.text))
             elif e.kind == "job":
-                walk.run(where, [sys.executable, "-m", "ops", "enqueue", e.text])
+                # A job shown on two pages is enqueued twice under its id: the app sends
+                # it once (`enqueue` refuses a sent id unless --force).
+                walk.run(where, [sys.executable, "-m", "ops", "enqueue", "--force", e.text])
             elif e.kind == "twimlet":
                 out = walk.run(where, [sys.executable, "-m", "ops", "webhook", "--get", e.text])
                 assert out.startswith("200 text/xml") and "<Response>" in out, f"{where}\n{out}"
@@ -479,7 +522,8 @@ def test_every_readme_example_works_on_run_local(tmp_path: Path) -> None:
         assert {key: walk.status(key) for key in walk.refused} == \
             dict.fromkeys(walk.refused, "rejected")
         assert promises.checked == {"webhook /api/sms", "webhook /api/voice", "enqueue",
-                                    "jobs show", "deadletters list", "deadletters replay"}
+                                    "jobs show", "deadletters list", "deadletters replay",
+                                    "numbers show", "numbers connect", "ledger retention"}
         assert walk.mms >= 1  # the README's MMS example was sent
         assert [m.content for m in walk.queue("-poison").peek_messages(32)] == []
         rejected = [json.loads(m.content) for m in walk.queue("-rejected").peek_messages(32)]

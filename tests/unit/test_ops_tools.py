@@ -18,7 +18,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
 from devhost import run_local, twilio_front
 from ops import deadletters as dl
-from ops import enqueue, jobs, target, text, webhook
+from ops import enqueue, jobs, ledger, letters, replay, target, text, webhook
 from ops.__main__ import main as ops_main
 from ops.__main__ import parser as ops_parser
 from ops.localsettings import DEV_DEFAULTS, LOCAL_CALL_FLOW, ROOT, file_values, load_settings
@@ -40,15 +40,15 @@ ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,127}$")
     ("v1.release", "v1.release.r1"),
 ])
 def test_next_id(key: str, new: str) -> None:
-    assert dl.next_id(key) == new
+    assert replay.next_id(key) == new
 
 
 def test_next_id_of_a_long_key_fits_the_pattern_and_is_stable() -> None:
     key = "k" * 128
-    first = dl.next_id(key)
+    first = replay.next_id(key)
     assert len(first) == 128 and ID.match(first) and first.endswith(".r1")
-    assert dl.next_id(key) == first  # the same dead letter, the same new id
-    second = dl.next_id(first)
+    assert replay.next_id(key) == first  # the same dead letter, the same new id
+    second = replay.next_id(first)
     assert len(second) <= 128 and ID.match(second) and second.endswith(".r2")
     assert all(jobs_module.valid_id(i) for i in (first, second))  # the schema's own rule
 
@@ -95,7 +95,7 @@ def envelope(**over: Any) -> str:
 
 
 def test_letter_from_an_envelope() -> None:
-    letter = dl.Letter.read("rejected", message(envelope()))
+    letter = letters.Letter.read("rejected", message(envelope()))
     assert (letter.kind, letter.reason, letter.twilio_code, letter.job_key, letter.at) == (
         "twilio_permanent", "Twilio 21610", 21610, "o-1", NOW - 3600)
     assert letter.original() == ('{"id": "o-1", "type": "sms", "to": "+15551234567", '
@@ -107,33 +107,33 @@ def test_letter_from_an_envelope() -> None:
 def test_the_hosts_own_poison_move_is_host_poison() -> None:
     job = base64.b64encode(b'{"id": "j-9", "type": "call", "to": "+15551234567", '
                            b'"say": "hi"}').decode()
-    letter = dl.Letter.read("poison", message(job, inserted=NOW - 120))
+    letter = letters.Letter.read("poison", message(job, inserted=NOW - 120))
     assert (letter.kind, letter.job_key, letter.twilio_code, letter.at) == (
         "host_poison", "j-9", None, NOW - 120)
     assert letter.original() == (job, "")
-    assert dl.replayable(letter)
-    assert dl.Letter.read("poison", message("garbage")).job_key is None
+    assert letter.why_not() == ""
+    assert letters.Letter.read("poison", message("garbage")).job_key is None
 
 
 def test_originals_that_cannot_be_replayed_say_why() -> None:
-    cut = dl.Letter.read("rejected", message(envelope(kind="invalid_job", original="x" * 70000,
+    cut = letters.Letter.read("rejected", message(envelope(kind="invalid_job", original="x" * 70000,
                                                       job_key=None, twilio_code=None)))
     original, why = cut.original()
     assert original is None and why.startswith("its original (70000 bytes) was cut")
-    binary = dl.Letter.read("rejected", message(envelope(original=b"\xff\x00")))
+    binary = letters.Letter.read("rejected", message(envelope(original=b"\xff\x00")))
     assert binary.original() == (None, "its original is not UTF-8 text, so not a job")
-    assert not dl.replayable(cut) and not dl.replayable(binary)
+    assert cut.why_not() == why and binary.why_not().startswith("its original is not UTF-8")
 
 
 def test_selection_combines_options_with_and() -> None:
-    letter = dl.Letter.read("rejected", message(envelope()))
-    assert dl.Selection().matches(letter) and not dl.Selection().anything
-    assert dl.Selection(kinds=frozenset({"twilio_permanent", "no_sender"})).matches(letter)
-    assert not dl.Selection(kinds=frozenset({"twilio_permanent"}),
+    letter = letters.Letter.read("rejected", message(envelope()))
+    assert letters.Selection().matches(letter) and not letters.Selection().anything
+    assert letters.Selection(kinds=frozenset({"twilio_permanent", "no_sender"})).matches(letter)
+    assert not letters.Selection(kinds=frozenset({"twilio_permanent"}),
                             job_keys=frozenset({"other"})).matches(letter)
-    assert dl.Selection(since=NOW - 7200).matches(letter)
-    assert not dl.Selection(since=NOW - 60).matches(letter)
-    assert dl.Selection(ids=frozenset({"m1"})).matches(letter)
+    assert letters.Selection(since=NOW - 7200).matches(letter)
+    assert not letters.Selection(since=NOW - 60).matches(letter)
+    assert letters.Selection(ids=frozenset({"m1"})).matches(letter)
 
 
 # -- a job's row -------------------------------------------------------------------------
@@ -159,39 +159,55 @@ def test_render_shows_known_fields_first_and_new_fields_as_they_are() -> None:
         "  other fields",
         "  paused_until         2026-11-18 11:07:40Z (in 1m)",
         '  trace                [{"step": "reconcile"}]',
-        "This id is burned: enqueued again under it, the job is never sent. `python -m ops "
+        "This id is burned: a job enqueued again with it is never sent. `python -m ops "
         "deadletters replay --job order-7` sends it again under a new id."])
 
 
-def test_an_unknown_outcome_says_to_look_at_twilio_before_the_replay_that_takes_it() -> None:
+def test_an_unknown_outcome_names_the_replay_that_looks_at_twilio_first() -> None:
     row = {"status": "unknown", "attempts": 3, "ambiguous": 1,
            "last_error": "timeout after the request was sent"}
     assert jobs.render("order-9", row, "twiliojobs", "Azurite", NOW) == "\n".join([
         "job order-9  (table twiliojobs, Azurite)",
-        "  status               unknown: it may have reached Twilio: check the Twilio console "
-        "(dead letter outcome_unknown)",
+        "  status               unknown: it may have reached Twilio (dead letter "
+        "outcome_unknown)",
         "  attempts             3",
         "  last error           timeout after the request was sent",
         "  unclear attempts     1",
-        "This id is burned: enqueued again under it, the job is never sent. Twilio may have "
-        "sent it: check the Twilio console (Monitor > Logs) first; only if it was not sent, "
-        "`python -m ops deadletters replay --kind outcome_unknown --job order-9` sends it "
-        "again under a new id."])
-    # The command it names is one the tool takes, and it names this dead letter's kind (a
-    # replay skips outcome_unknown unless --kind or a message id names it).
+        "This id is burned: a job enqueued again with it is never sent. `python -m ops "
+        "deadletters replay --job order-9` sends it again under a new id (the worker first "
+        "looks at Twilio for it, and sends only if it is not there)."])
+    # The command it names is one the tool takes, and it selects this job's dead letter.
     command = jobs.render("order-9", row, "t", "w", NOW).split("`")[1].split()
     parsed = ops_parser().parse_args(command[3:])
-    assert (parsed.kind, parsed.job) == (["outcome_unknown"], ["order-9"])
-    letter = dl.Letter.read("poison", message(envelope(kind="outcome_unknown", job_key="order-9")))
-    assert dl.selection(parsed, NOW).matches(letter) and letter.kind in parsed.kind
+    assert (parsed.kind, parsed.job) == (None, ["order-9"])
+    letter = letters.Letter.read("poison", message(envelope(kind="outcome_unknown",
+                                                            job_key="order-9")))
+    assert letters.selection(parsed, NOW).matches(letter)
+
+
+def test_a_replayed_job_is_followed_to_its_new_id() -> None:
+    row = {"status": "rejected", "twilio_code": 21610}
+    sent = {"status": "sent", "sid": "SM" + "1" * 32}
+    assert jobs.what_next("order-1", row, [("order-1.r1", sent)]) == [
+        "Replayed as order-1.r1: sent as SM11111111111111111111111111111111: Twilio accepted "
+        "it"]
+    refused = {"status": "rejected"}
+    assert jobs.what_next("order-1", row, [("order-1.r1", refused)]) == [
+        "Replayed as order-1.r1: rejected: refused for good; its dead letter is in -rejected",
+        "`python -m ops jobs show order-1.r1` for why; `python -m ops deadletters replay --job "
+        "order-1.r1` sends it again under a new id."]
+    assert jobs.what_next("order-1", sent, []) == [
+        "Final: a job enqueued again with this id is not sent again (`enqueue` refuses it "
+        "unless --force); a new id sends a new message."]
+    assert jobs.what_next("order-1", {"status": "retrying"}, []) == []
 
 
 def test_table_values_become_plain_json() -> None:
     from azure.data.tables import EdmType, EntityProperty
 
-    assert jobs.plain(EntityProperty(2**40, EdmType.INT64)) == 2**40
-    assert jobs.plain(b"\x01") == "AQ=="
-    assert jobs.plain(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == "2026-01-01T00:00:00+00:00"
+    assert ledger.plain(EntityProperty(2**40, EdmType.INT64)) == 2**40
+    assert ledger.plain(b"\x01") == "AQ=="
+    assert ledger.plain(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == "2026-01-01T00:00:00+00:00"
 
 
 # -- errors and targets ------------------------------------------------------------------
@@ -202,7 +218,8 @@ def test_a_missing_role_is_one_line_naming_the_role() -> None:
     assert target.explain(exc, "account st1") == (
         "account st1 refused the request (403 AuthorizationPermissionMismatch): your login "
         "lacks a data role; `jobs show` needs 'Storage Table Data Reader'; `deadletters` and "
-        "`enqueue` 'Storage Queue Data Contributor' (docs/operations.md)")
+        "`enqueue` 'Storage Queue Data Contributor', and `deadletters replay` 'Storage Table Data "
+        "Contributor' (docs/operations.md)")
     assert target.explain(ValueError("x"), "Azurite") is None
 
 
@@ -406,3 +423,54 @@ def test_front_rewrites_only_the_specs_array_fields() -> None:
     assert problems == [{"location": ["body", "MediaUrl", "0"], "severity": "Error",
                          "code": "format",
                          "message": "Request body property MediaUrl 'not a url' is not a 'uri'"}]
+
+
+# -- the settings a target's app reads ---------------------------------------------------
+
+def test_an_azd_environment_is_read_as_azd_writes_it(tmp_path: Path) -> None:
+    from ops import azdenv
+
+    assert azdenv.find(tmp_path, {}) is None
+    (tmp_path / ".azure" / "dev").mkdir(parents=True)
+    (tmp_path / ".azure" / "config.json").write_text('{"version": 1, "defaultEnvironment": "dev"}')
+    (tmp_path / ".azure" / "dev" / ".env").write_text(
+        'AZURE_ENV_NAME="dev"\nFUNCTION_APP_HOST="func-x.azurewebsites.net"\n'
+        "# a comment\nJOB_RETENTION_DAYS=7\nQUOTED=\"a \\\"b\\\"\\nc\"\n"
+        'TWILIO_AUTH_TOKEN="akvs://sub/vault/twilio-auth-token"\n')
+    found = azdenv.find(tmp_path, {})
+    assert found is not None and found.label == "azd env dev"
+    assert found.values == {"AZURE_ENV_NAME": "dev", "FUNCTION_APP_HOST": "func-x.azurewebsites.net",
+                            "JOB_RETENTION_DAYS": "7", "QUOTED": 'a "b"\nc'}
+    assert azdenv.find(tmp_path, {"AZURE_ENV_NAME": "prod"}) is None  # no such environment
+
+
+def test_each_setting_says_where_it_comes_from(tmp_path: Path) -> None:
+    from ops import appsettings
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"Values": {"JOB_RETENTION_DAYS": "10"}}))
+    app = appsettings.local({"LOCAL_SETTINGS_FILE": str(path),
+                             "WEBHOOK_EFFECT_RETENTION_HOURS": "12"}, tmp_path)
+    assert [app.source(n) for n in ("WEBHOOK_EFFECT_RETENTION_HOURS", "JOB_RETENTION_DAYS",
+                                    "TWILIO_FROM_NUMBER", "THROTTLE_DEADLINE_SECONDS")] == [
+        "environment", "s.json", "local defaults", "default"]
+    s = app.settings()
+    assert (s.job_retention_days, s.webhook_effect_retention_hours, s.from_number) == (
+        10.0, 12.0, "+15005550006")
+    bad = appsettings.local({"LOCAL_SETTINGS_FILE": str(path), "JOB_RETENTION_DAYS": "0"},
+                            tmp_path)
+    with pytest.raises(target.OpsError, match="the settings of the local app do not load: "
+                                              "JOB_RETENTION_DAYS must be at least 1"):
+        bad.settings()
+    # A deployment's: its azd environment, when this checkout has the one for its account.
+    (tmp_path / ".azure" / "dev").mkdir(parents=True)
+    (tmp_path / ".azure" / "dev" / ".env").write_text(
+        'AZURE_STORAGE_ACCOUNT_NAME="st1"\nKEY_VAULT_URL="https://kv1.vault.azure.net"\n'
+        'JOB_RETENTION_DAYS="7"\n')
+    azd = {"AZURE_ENV_NAME": "dev", "LOCAL_SETTINGS_FILE": str(path)}
+    found = appsettings.for_target(target.resolve(args(account="st1"), azd), azd, tmp_path)
+    assert found is not None and found.about == "the deployment of azd env dev"
+    assert (found.source("JOB_RETENTION_DAYS"), found.settings().job_retention_days) == (
+        "azd env dev", 7.0)
+    assert appsettings.for_target(target.resolve(args(account="st2"), azd), azd,
+                                  tmp_path) is None  # another deployment
