@@ -45,7 +45,7 @@ def classify(exc: BaseException, *, sending: bool = False) -> Failure:
     message or call, so an error we cannot explain may have come after Twilio acted on it
     (an answer that cannot be read, a bug past the request): such a failure is ambiguous, and
     the next attempt looks at Twilio first. Nothing here raises: every job ends somewhere."""
-    from twilio.base.exceptions import TwilioRestException
+    from twilio.base.exceptions import TwilioException, TwilioRestException
 
     from shared.twilio_rest import TwilioThrottled
 
@@ -69,6 +69,12 @@ def classify(exc: BaseException, *, sending: bool = False) -> Failure:
             # 401 after the secrets were re-read: a credentials problem, not the job's.
             return Failure("transient", reason, code, status)
         return Failure("permanent", reason, code, status)
+    if isinstance(exc, TwilioException) and len(exc.args) > 1 and \
+            isinstance(getattr(exc.args[1], "status_code", None), int):
+        # A list page Twilio refused (the look before a resend): "Unable to fetch page".
+        status = exc.args[1].status_code
+        return Failure("transient", f"Twilio answered HTTP {status} to a list request",
+                       http_status=status)
     if isinstance(exc, CredentialsError):
         return Failure("transient", redact(f"Twilio credentials unavailable: {exc}"))
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):

@@ -31,7 +31,6 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
-  storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6' // Storage Table Data Reader
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a' // Storage Queue Data Message Sender
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
@@ -104,9 +103,10 @@ resource userSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-// Deploying principal: enqueue test jobs and read the dead-letter queues (queue), read a job's
-// outcome from the jobs table (table, read only). No principal: an empty loop.
-var userStorageRoleIds = empty(userPrincipalId) ? [] : [roles.storageQueueDataContributor, roles.storageTableDataReader]
+// Deploying principal, the operator: enqueue test jobs and read the dead-letter queues
+// (queue); read a job's outcome, and write the row a replay needs so that the worker looks at
+// Twilio before sending (table: ops deadletters replay). No principal: an empty loop.
+var userStorageRoleIds = empty(userPrincipalId) ? [] : [roles.storageQueueDataContributor, roles.storageTableDataContributor]
 
 resource userStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for roleId in userStorageRoleIds: {
   name: guid(storage.id, userPrincipalId, roleId)

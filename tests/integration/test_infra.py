@@ -39,7 +39,7 @@ APP_ROLES = {
 USER_ROLES = {
     ("Key Vault Secrets Officer", "vault"),  # set and rotate the secrets
     ("Storage Queue Data Contributor", "storage"),  # enqueue test jobs, read dead letters
-    ("Storage Table Data Reader", "storage"),  # read a job's outcome row
+    ("Storage Table Data Contributor", "storage"),  # read a job's row, seed a replay's
 }
 PRODUCER_ROLES = {
     ("Storage Queue Data Message Sender", "outboundQueue"),  # add jobs, to that queue only

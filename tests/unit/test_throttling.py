@@ -206,3 +206,14 @@ def test_a_burst_of_refusals_counts_once_per_two_round_trips() -> None:
         assert limiter.window == 9.0
 
     asyncio.run(go())
+
+
+def test_a_list_page_twilio_refused_is_a_transient_failure() -> None:
+    from twilio.base.exceptions import TwilioException
+    from twilio.http.response import Response
+
+    from shared.failures import classify
+
+    failure = classify(TwilioException("Unable to fetch page", Response(500, "oops")))
+    assert (failure.kind, failure.reason, failure.http_status, failure.ambiguous) == (
+        "transient", "Twilio answered HTTP 500 to a list request", 500, False)
