@@ -156,10 +156,17 @@ class LegacyRows:
         self._known: dict[str, tuple[float, bool]] = {}
         self._lookups: dict[str, asyncio.Future[bool]] = {}
 
-    async def present(self, table: Any, partition: str) -> bool:
+    def known(self, partition: str) -> bool | None:
+        """The answer while it is fresh, without a call (the hot path: every claim)."""
         known = self._known.get(partition)
         if known is not None and self._clock() - known[0] < self._recheck:
             return known[1]
+        return None
+
+    async def present(self, table: Any, partition: str) -> bool:
+        known = self.known(partition)
+        if known is not None:
+            return known
         pending = self._lookups.get(partition)
         if pending is None:
             pending = asyncio.ensure_future(_any_row(table, partition))
@@ -242,6 +249,9 @@ class TableLedger:
         return await self._client()
 
     async def _legacy_present(self, table: Any, partition: str) -> bool:
+        known = self._legacy.known(partition)
+        if known is not None:
+            return known
         return bool(await self._call("looking for rows of an earlier version",
                                      self._legacy.present, table, partition))
 

@@ -72,6 +72,7 @@ class AdaptiveLimiter:
         self._period_waited = 0.0
         self._low_since_report = False
         self._changed: asyncio.Condition | None = None
+        self._waiting = 0  # requests waiting for a place
 
     @property
     def limit(self) -> int:
@@ -80,21 +81,31 @@ class AdaptiveLimiter:
     async def acquire(self, timeout: float | None = None) -> Slot:
         """A place in the window for one request, waiting while the window is full; after
         `timeout` seconds of waiting, TimeoutError (nothing was sent). `release` it."""
-        changed = self._condition()
         started = self._clock()
-        async with asyncio.timeout(timeout), changed:
-            await changed.wait_for(lambda: self.in_flight < self.limit)
+        if self.in_flight < self.limit and not self._waiting:
+            # The common case: a place is free and nobody is before us (one event loop, so
+            # nothing runs between the test and the count).
             self.in_flight += 1
+            return Slot(started)
+        changed = self._condition()
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(timeout), changed:
+                await changed.wait_for(lambda: self.in_flight < self.limit)
+                self.in_flight += 1
+        finally:
+            self._waiting -= 1
         now = self._clock()
         self._period_waited += now - started
         return Slot(now)
 
     async def release(self, slot: Slot) -> None:
-        changed = self._condition()
-        async with changed:
-            self.in_flight -= 1
-            self._record(slot)
-            changed.notify(max(0, self.limit - self.in_flight))
+        self.in_flight -= 1
+        self._record(slot)
+        if self._waiting:
+            changed = self._condition()
+            async with changed:
+                changed.notify(max(0, self.limit - self.in_flight))
         self._maybe_report()
 
     @asynccontextmanager
