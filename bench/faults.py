@@ -70,7 +70,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.stuck == 0
+        return self.lost == 0 and self.stuck == 0 and self.duplicates == 0
 
 
 class Stack:
@@ -231,6 +231,9 @@ def scenarios(stack: Stack) -> list[Scenario]:
     async def twilio_refuses_then_recovers(_: Stack) -> None:
         twilio.add(Fault("fail", method="POST", path=r"\.json$", times=6, status=503))
 
+    async def twilio_500_after_create(_: Stack) -> None:
+        twilio.add(Fault("fail_after", method="POST", path=r"\.json$", times=5, status=500))
+
     async def storage_paused(s: Stack) -> None:
         await s.mid_burst()
         await s.pause(s.azurite.proc if s.azurite else None, 8.0)
@@ -265,6 +268,8 @@ def scenarios(stack: Stack) -> list[Scenario]:
                  "Twilio still creates them)", twilio_slow),
         Scenario("twilio-503", "6 creates refused with 503, then accepted",
                  twilio_refuses_then_recovers),
+        Scenario("twilio-500-after-create", "5 creates made by Twilio, then answered 500",
+                 twilio_500_after_create),
         Scenario("twilio-paused", "the Twilio double stopped (SIGSTOP) for 5 s",
                  twilio_paused),
         Scenario("app-killed", "the app process killed (SIGKILL) mid-burst, restarted",

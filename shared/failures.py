@@ -65,7 +65,12 @@ def classify(exc: BaseException, *, sending: bool = False) -> Failure:
                            retry_after=getattr(exc, "retry_after", None))
         if code in PERMANENT_CODES:
             return Failure("permanent", reason, code, status)
-        if status in (401, 408, 409) or status >= 500:
+        if status >= 500:
+            # Only a 429 is documented as never processed. A 5xx to a create may come after
+            # Twilio created the message (its 20500 page: retrying a send after a 500 can
+            # send it twice): the next attempt looks at Twilio first.
+            return Failure("transient", reason, code, status, ambiguous=sending)
+        if status in (401, 408, 409):
             # 401 after the secrets were re-read: a credentials problem, not the job's.
             return Failure("transient", reason, code, status)
         return Failure("permanent", reason, code, status)

@@ -5,12 +5,12 @@ per set of credentials, rebuilt only when the credentials change. `TWILIO_API_BA
 points the client at a local double by rewriting the request origin in the HTTP client, the
 seam twilio-python offers for this.
 
-Every request takes a place in the instance's adaptive window (`shared.limiter`). A 429 (or a
-503 that says when to come back, `Retry-After`) is retried right here, the same request after
-a jittered, growing wait that honours `Retry-After`: Twilio documents that a request answered
-429 is never processed, so sending it again cannot send twice. The waits stop at the
-throttle deadline of the current attempt (`throttle_budget`); past it, `TwilioThrottled` lets
-the caller re-queue the job for later.
+Every request takes a place in the instance's adaptive window (`shared.limiter`). A 429 (or,
+for a read, a 503 that says when to come back, `Retry-After`) is retried right here, the same
+request after a jittered, growing wait that honours `Retry-After`: Twilio documents that a
+request answered 429 is never processed, so sending it again cannot send twice. The waits
+stop at the throttle deadline of the current attempt (`throttle_budget`); past it,
+`TwilioThrottled` lets the caller re-queue the job for later.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
                 # aiohttp reads timeout=None as "no timeout": always pass ours.
                 response = await super().request(method, url, params, data, headers, None,
                                                  timeout or self.timeout, allow_redirects)
-                throttled, retry_after = _load_refusal(response)
+                throttled, retry_after = _load_refusal(response, method)
                 if not throttled:
                     if response.status_code < 500:
                         slot.ok()
@@ -198,14 +198,16 @@ class RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             self.session = None
 
 
-def _load_refusal(response: Any) -> tuple[bool, float | None]:
-    """Whether `response` turns the request away for load, and Twilio's Retry-After in
-    seconds (None when it gave none). A 503 counts only with a Retry-After: then it says the
-    request was turned away for load; a bare 503 is an outage (shared.failures)."""
+def _load_refusal(response: Any, method: str) -> tuple[bool, float | None]:
+    """Whether `response` turns the request away for load, so that sending it again cannot
+    repeat anything, and Twilio's Retry-After in seconds (None when it gave none). A 429 was
+    never processed (Twilio's documentation of 20429). A 503 with a Retry-After counts only
+    for a read: for a create, Twilio may have acted before answering it (shared.failures)."""
     headers = response.headers or {}
     retry_after = retry_after_seconds(headers.get("Retry-After"))
     status = response.status_code
-    return status == 429 or (status == 503 and retry_after is not None), retry_after
+    read = method.upper() == "GET"
+    return status == 429 or (read and status == 503 and retry_after is not None), retry_after
 
 
 def _error(response: Any) -> tuple[int | None, str]:

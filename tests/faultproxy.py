@@ -22,7 +22,7 @@ import aiohttp
 import yarl
 from aiohttp import web
 
-ACTIONS = ("lose_request", "lose_answer", "delay", "fail")
+ACTIONS = ("lose_request", "lose_answer", "delay", "fail", "fail_after")
 _AUTO = ("Content-Type", "Accept-Encoding", "User-Agent")
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
@@ -31,7 +31,8 @@ _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive
 class Fault:
     """`lose_request`: cut the connection without forwarding. `lose_answer`: forward, let
     the server act, cut the connection instead of answering. `delay`: wait `seconds`
-    before forwarding. `fail`: answer `status` without forwarding."""
+    before forwarding. `fail`: answer `status` without forwarding. `fail_after`: forward, let
+    the server act, answer `status` instead (a gateway's 500 after the service did the work)."""
 
     action: str
     method: str | None = None
@@ -156,6 +157,8 @@ class FaultProxy:
             return _cut(request)  # the service is down or paused past our patience
         if fault is not None and fault.action == "lose_answer":
             return _cut(request)
+        if fault is not None and fault.action == "fail_after":
+            return web.Response(status=fault.status, text="injected fault after the work")
         return answer
 
 

@@ -37,11 +37,11 @@ def test_fault_suite() -> None:
     report = json.loads(res.stdout.strip().splitlines()[-1])
     results = {r["scenario"]: r for r in report["results"]}
     assert report["ok"] is True
-    assert len(results) == 11
+    assert len(results) == 12
     for name, r in results.items():
         assert (r["lost"], r["stuck"], r["duplicates"]) == (0, 0, 0), (name, r["notes"])
         assert r["sent_once"] == r["jobs"], (name, r["notes"])
     # The faults met the jobs: answers lost at Twilio were found there, not sent again.
-    for name in ("twilio-answers-lost", "twilio-slow"):
+    for name in ("twilio-answers-lost", "twilio-slow", "twilio-500-after-create"):
         assert results[name]["checked"] >= 1 and results[name]["faults"] >= 1, name
     assert results["storage-answers-lost"]["faults"] >= 5

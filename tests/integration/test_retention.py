@@ -19,7 +19,7 @@ from shared.ledger import (
     job_partition,
 )
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage import DEFAULT_RETRY, Storage
 from tests.helpers import env
 
 DAY = 86400.0
@@ -157,7 +157,7 @@ def test_a_row_written_after_it_was_read_is_kept(storage_env: dict[str, str]) ->
             from azure.data.tables import UpdateMode
             await table.update_entity({"PartitionKey": job_partition("k1"), "RowKey": "k1",
                                        "twilio_status": "delivered"}, mode=UpdateMode.MERGE)
-            return await retention._delete(table, read)
+            return await retention._delete(table, read, DEFAULT_RETRY)
         finally:
             await table.close()
             await storage.close()
@@ -184,7 +184,7 @@ def test_a_batch_with_one_changed_row_deletes_the_others(storage_env: dict[str, 
             from azure.data.tables import UpdateMode
             await table.update_entity({"PartitionKey": partition, "RowKey": keys[2],
                                        "twilio_status": "delivered"}, mode=UpdateMode.MERGE)
-            return await retention._delete(table, read)
+            return await retention._delete(table, read, DEFAULT_RETRY)
         finally:
             await table.close()
             await storage.close()
@@ -217,3 +217,31 @@ def test_the_timer_trigger_sweeps_the_apps_table(storage_env: dict[str, str]) ->
         meta = tc.get_entity(retention.META_PARTITION, retention.META_ROW)
     assert meta["complete"] is True and meta["last_deleted"] == 0
     assert meta["last_run_at"] > time.time() - 60
+
+
+def test_a_run_stopped_inside_a_large_partition_resumes_at_its_continuation(
+        storage_env: dict[str, str]) -> None:
+    """250 old rows in one partition, a run allowed one page of time: the next run starts
+    inside that partition where the first stopped, not at its start."""
+    seed(storage_env, jobs=0, effects=0)
+    partition = job_partition("big-0")
+    with TableClient.from_connection_string(storage_env["AzureWebJobsStorage"],
+                                            storage_env["JOBS_TABLE_NAME"]) as tc:
+        for n in range(250):
+            tc.create_entity({"PartitionKey": partition, "RowKey": f"big-{n:04d}",
+                              "status": "sent"})
+    later = time.time() + 31 * DAY
+    ticks = iter([0.0] + [1000.0] * 10_000)  # the first page in time, then out of time
+    results = sweeps(storage_env, {"now": later, "clock": lambda: next(ticks),
+                                   "max_seconds": 1.0})
+    (first,), _ = results[0]
+    assert not first.complete and first.next_partition == partition
+    assert first.deleted == retention.BATCH  # one page
+    with TableClient.from_connection_string(storage_env["AzureWebJobsStorage"],
+                                            storage_env["JOBS_TABLE_NAME"]) as tc:
+        meta = tc.get_entity(retention.META_PARTITION, retention.META_ROW)
+    assert meta["last_partition"] == partition and meta["continuation"]
+    (second,), [queries] = sweeps(storage_env, {"now": later})[0]
+    assert second.complete and second.deleted == 150
+    assert queries[0] == partition
+    assert remaining(storage_env)["jobs"] == set()

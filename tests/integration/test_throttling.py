@@ -207,3 +207,52 @@ def test_a_request_that_waits_too_long_for_the_window_is_not_sent_and_says_why()
         exc = asyncio.run(two())
     assert exc.code is None and "window" in exc.msg
     assert [r.form["To"] for r in double.creates()] == [[sms(1).to]]  # the second never sent
+
+
+def test_a_503_with_retry_after_is_retried_for_a_read_but_not_for_a_create() -> None:
+    """Twilio may have created a message before a 503: a create is answered to the caller
+    (the worker looks at Twilio before sending again); a list is simply asked again."""
+    unavailable = Reply(503, {"code": 20503, "message": "Service Unavailable", "status": 503},
+                        headers={"Retry-After": "1"})
+    with TwilioDouble() as double:
+        double.script = [unavailable]
+
+        async def create() -> Any:
+            client = api(double)
+            try:
+                await client.send(sms(1), FROM)
+            except Exception as exc:  # noqa: BLE001 - the test looks at it
+                return exc
+            finally:
+                await client.close()
+
+        exc = asyncio.run(create())
+        assert not isinstance(exc, TwilioThrottled) and exc.status == 503
+        assert len(double.creates()) == 1
+        from shared.failures import classify
+        assert classify(exc, sending=True).ambiguous
+
+        http = RoutedHttpClient(double.url, limiter=AdaptiveLimiter(4), rng=random.Random(1))
+        double.script = []
+
+        async def read() -> tuple[int, int]:
+            calls = 0
+            original = double.handle
+
+            def handle(req: Any, handler: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                if calls == 1:
+                    return 503, {"Content-Type": "application/json", "Retry-After": "0"}, b"{}"
+                return original(req, handler)
+
+            double.handle = handle  # type: ignore[method-assign]
+            try:
+                res = await http.request("GET", f"{double.url}/2010-04-01/Accounts/{ACCOUNT_SID}"
+                                                "/Messages.json")
+                return res.status_code, calls
+            finally:
+                await http.close()
+
+        status, calls = asyncio.run(read())
+    assert (status, calls) == (200, 2)

@@ -128,7 +128,9 @@ def test_permanent_twilio_errors_are_rejected_with_code(code: int) -> None:
 
 
 @pytest.mark.parametrize("error, kind, delay", [
-    (twilio_error(503), "transient", 10),
+    # A 5xx to a create may come after Twilio created it (its error 20500): looked up first.
+    (twilio_error(500, 20500), "transient", 30),
+    (twilio_error(503), "transient", 30),
     (twilio_error(401, 20003), "transient", 10),
     (CredentialsError("vault throttled", transient=True), "transient", 10),
     (aiohttp.ClientConnectorError(SimpleNamespace(  # type: ignore[arg-type]
@@ -160,7 +162,8 @@ def test_transient_errors_schedule_a_copy_with_the_same_key(error: Exception, ki
 
 
 def test_growing_delays_then_poison_with_last_error() -> None:
-    errors = [twilio_error(500)] * 5
+    # Failures that never reached Twilio: no look there between the attempts.
+    errors = [CredentialsError("vault throttled", transient=True)] * 5
     processor, sender, ledger, queues = make(*errors)
     text, delays = json.dumps({**SMS, "id": "j1"}), []
     for attempt in range(1, 6):
@@ -173,9 +176,20 @@ def test_growing_delays_then_poison_with_last_error() -> None:
     [letter] = [json.loads(t) for t in queues.texts(POISON)]
     assert letter["kind"] == "retries_exhausted"
     assert letter["attempts"] == 5
-    assert letter["reason"] == "Twilio answered HTTP 500: refused"
+    assert letter["reason"] == "Twilio credentials unavailable: vault throttled"
     assert ledger.rows["j1"]["status"] == "failed"
     assert len(sender.calls) == 5
+
+
+def test_a_5xx_to_a_create_is_looked_up_before_the_next_send() -> None:
+    """Twilio may have created the message before its 500 (error 20500): the copy looks
+    at Twilio first, and finds it there."""
+    processor, sender, ledger, queues = make(twilio_error(500, 20500))
+    assert run(processor, json.dumps({**SMS, "id": "j5"}), "m-1").result == "retry_scheduled"
+    assert ledger.rows["j5"]["check_since"] > 0 and ledger.rows["j5"]["ambiguous"] == 1
+    sender.find_script = [Sent("SM" + "7" * 32, "queued")]
+    assert deliver(processor, queues) == ["sent"]
+    assert len(sender.calls) == 1 and ledger.rows["j5"]["sid"] == "SM" + "7" * 32
 
 
 def make_clocked(*script: Any) -> tuple[OutboundProcessor, FakeSender, MemoryLedger,
@@ -288,8 +302,9 @@ def test_a_timeout_after_sending_is_checked_before_the_retry_sends() -> None:
     assert ledger.rows["j6"]["sid"] == "SM" + "f" * 32
 
 
-def test_an_http_error_answer_needs_no_check() -> None:
-    processor, sender, ledger, queues, _ = make_clocked(twilio_error(503))
+def test_a_refusal_below_500_needs_no_check() -> None:
+    """A 401 (a token rotated meanwhile) refused the request before Twilio acted."""
+    processor, sender, ledger, queues, _ = make_clocked(twilio_error(401, 20003))
     run(processor, json.dumps({**SMS, "id": "j7"}), "m-1")
     assert ledger.rows["j7"]["check_since"] == 0.0
     [(copy, _)] = queues.messages[OUTBOUND]
@@ -453,7 +468,7 @@ def test_a_scheduled_job_whose_retry_falls_outside_the_window_ends_its_row() -> 
     """send_at is checked after the claim: a retry copy that comes back less than 15
     minutes before send_at is rejected, and its row says so (it used to stay `retrying`)."""
     clock = Clock(now=1_700_000_000.0)
-    sender, ledger, queues = FakeSender(twilio_error(503)), MemoryLedger(clock), MemoryQueues()
+    sender, ledger, queues = FakeSender(twilio_error(401, 20003)), MemoryLedger(clock), MemoryQueues()
     processor = OutboundProcessor(settings(TWILIO_MESSAGING_SERVICE_SID="MG" + "a" * 32),
                                   sender, ledger, queues, clock=clock)
     send_at = dt.datetime.fromtimestamp(clock.now + 16 * 60, dt.UTC).isoformat()

@@ -160,7 +160,7 @@ def test_a_job_throttled_many_times_is_sent_and_keeps_its_attempts() -> None:
 
 def test_throttled_then_failing_counts_only_real_attempts() -> None:
     clock = Clock()
-    error = TwilioRestException(500, "https://api.twilio.com/x", "oops", 20500)
+    error = TwilioRestException(401, "https://api.twilio.com/x", "Authenticate", 20003)
     p, sender, ledger, queues = processor(*[throttled()] * 6, *[error] * 5, clock=clock)
     results = deliver_all(p, queues, clock)
     assert results == ["retry_scheduled"] * 10 + ["poisoned"]
