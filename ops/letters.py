@@ -111,6 +111,21 @@ class Letter:
         return found if isinstance(found, str) and found else None
 
     @property
+    def envelope_message_id(self) -> str | None:
+        """The queue message id of the original, as its envelope recorded it."""
+        value = (self.envelope or {}).get("queue_message_id")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def check_since(self) -> float:
+        """Since when an attempt may have reached Twilio, as the worker recorded it in the
+        envelope of an outcome_unknown letter (0: not recorded)."""
+        value = (self.envelope or {}).get("check_since")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return 0.0
+        return float(value) if 0 < value < 1e11 else 0.0
+
+    @property
     def at(self) -> float:
         """When it became a dead letter (epoch seconds)."""
         stamp = (self.envelope or {}).get("at")

@@ -13,8 +13,12 @@ schema again, under the key the ledger needs:
 - A job without an `id` that the Functions host moved to -poison as it was has lost its key
   (`msg-<queue message id>`: the host's copy has a new message id). It goes under a key
   derived from the dead letter, `replay-<message id>`, whose row is written first, `retrying`
-  with `check_since` an hour before the move (POISON_WINDOW_SECONDS; `--check-since` to
-  choose), so the worker looks at Twilio before it sends, exactly as a redelivery would.
+  with `check_since` two hours before the move (POISON_WINDOW_SECONDS; `--check-since` to
+  look further back), so the worker looks at Twilio before it sends, exactly as a
+  redelivery would. Likewise an `outcome_unknown` or host-moved job whose row is gone
+  (retention deleted it): its key's row is written first, to look at Twilio.
+- A dead letter whose `job_key` is not its original's (neither the job's id nor
+  `msg-<its queue message id>`) is skipped: an edited letter cannot take over another job.
 
 The same dead letter always gets the same key, so a replay cut short and run again never
 sends twice; the dead letter is deleted only after the enqueue succeeded. `--dry-run` says
@@ -56,11 +60,16 @@ from shared.ledger import BURNED_STATUSES, FINAL_STATUSES, assess, job_partition
 from shared.redaction import mask
 from shared.settings import Settings
 
-# The host moves a message to -poison after maxDequeueCount (5) failed deliveries, each at
-# most functionTimeout (5 min) long and then invisible for visibilityTimeout (30 s)
-# (host.json): 27.5 minutes from the first delivery to the move. A send can only have
-# happened in those deliveries, so looking from an hour before the move covers them.
-POISON_WINDOW_SECONDS = 3600
+# The host moves a message to -poison after maxDequeueCount (5) failed deliveries. Each
+# lasts at most functionTimeout (5 min); one cut off (an instance killed, as a deployment
+# does on Flex Consumption) comes back only when the host's 10-minute lease on it ends,
+# otherwise after visibilityTimeout (30 s): at most 5 x 15 = 75 minutes from the first
+# delivery to the move. A send can only have happened in those deliveries, so looking from
+# two hours before the move covers them.
+POISON_WINDOW_SECONDS = 7200
+# Dead letters whose job may have reached Twilio: its row must say so, or the look must be
+# seeded. (`retries_exhausted` and `throttled` never reached it; the rest were refused.)
+MAY_HAVE_SENT = frozenset({"outcome_unknown", HOST_POISON})
 PROGRESS_EVERY = 250  # letters, or ...
 PROGRESS_SECONDS = 5.0  # ... seconds, whichever comes first
 _REPLAY_SUFFIX = re.compile(r"^(?P<base>.+)\.r(?P<n>[0-9]+)$")
@@ -141,7 +150,14 @@ class Planner:
         if job is None:
             return Decision("skip", f"still not a valid job ({why}): fix it and enqueue it")
         doc = json_of(text)
-        known = job.id or letter.job_key
+        claimed = letter.job_key
+        if claimed and claimed not in (job.id, f"msg-{letter.envelope_message_id}"):
+            # A dead letter names the key its original had: its id, or msg-<its queue
+            # message id>. Any other key would let an edited letter take over another job.
+            return Decision("skip", f"its job key {claimed!r} is not its original's "
+                                    "(neither the job's id nor msg-<its queue message id>): "
+                                    "not replayed", claimed)
+        known = job.id or claimed
         key = known or f"replay-{letter.id}"
         row = await self._row(key)
         status = (row or {}).get("status")
@@ -159,15 +175,20 @@ class Planner:
             look = self._look(later)
             if later is None and status == "unknown":
                 assert row is not None
-                seed = seed_row(new_id, self.check_since or float(row.get("check_since") or 0)
-                                or float(row.get("claimed_at") or 0)
-                                or letter.at - POISON_WINDOW_SECONDS, letter)
+                seed = seed_row(new_id, self._since(
+                    float(row.get("check_since") or 0) or float(row.get("claimed_at") or 0),
+                    letter), letter)
         elif known is None and row is None:
             how = "the host moved it as it was" if letter.kind == HOST_POISON else \
                 "its dead letter names no key"
             note = f"{key}, a new key (the job has no id and {how}: the key it had cannot be " \
                 "known)"
-            seed = seed_row(key, self.check_since or letter.at - POISON_WINDOW_SECONDS, letter)
+            seed = seed_row(key, self._since(0.0, letter), letter)
+        elif row is None and letter.kind in MAY_HAVE_SENT:
+            # Its row is gone (retention deleted it, or it was never written while storage
+            # was down): an attempt may have reached Twilio, so the worker looks first.
+            note = f"{key} under the same key (no row left: it may have been sent)"
+            seed = seed_row(key, self._since(0.0, letter), letter)
         elif row is None:
             note = f"{key} under the same key (no row: it was never claimed, so never sent)"
         else:
@@ -189,6 +210,13 @@ class Planner:
             parts.append(f"will fail the same way again: {again}")
         return Decision("replay", "; ".join(parts), key, new_id,
                         json.dumps(doc, ensure_ascii=False), seed)
+
+    def _since(self, recorded: float, letter: Letter) -> float:
+        """Since when the worker looks at Twilio: the earliest of what the ledger recorded,
+        what the dead letter recorded, and the operator's --check-since (which widens the
+        look, never narrows it); without any, the poison window before the dead letter."""
+        known = [t for t in (recorded, letter.check_since, self.check_since) if t]
+        return min(known) if known else letter.at - POISON_WINDOW_SECONDS
 
     def again(self, letter: Letter, job: jobs.Job, key: str) -> str:
         """Why the replay will be refused like the original was ("" when nothing says so)."""

@@ -112,6 +112,14 @@ def destination(path: str, base: str | None, public: str | None) -> str:
     return url
 
 
+class _Refuse(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: object, **__: object) -> None:
+        return None  # the 3xx is answered to the caller as it is
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_Refuse)
+
+
 def run_webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
     url = destination(args.path, args.base, settings.get("WEBHOOK_BASE_URL"))
@@ -129,7 +137,9 @@ def run_webhook(args: argparse.Namespace) -> int:
                                  headers={"X-Twilio-Signature": sig,
                                           "Content-Type": "application/x-www-form-urlencoded"})
     try:
-        with urllib.request.urlopen(req, timeout=15) as res:
+        # Redirects are not followed: the signature is for this URL only, and a redirect
+        # (an auth front end, an http-to-https rule) would hand it to another origin.
+        with _NO_REDIRECTS.open(req, timeout=15) as res:
             status, content_type, body = res.status, res.headers.get("Content-Type"), res.read()
     except urllib.error.HTTPError as exc:
         status, content_type, body = exc.code, exc.headers.get("Content-Type"), exc.read()

@@ -216,10 +216,10 @@ class OutboundProcessor:
         return Outcome("sent", key, sent.sid)
 
     async def _look_up(self, outgoing: Job, claim: Claim) -> Sent | None:
-        record = claim.record or {}
-        # Our status route writes the SID of every callback it gets for a job.
-        if record.get("callback_sid"):
-            return Sent(str(record["callback_sid"]), record.get("twilio_status"))
+        # Always at Twilio, by the job's recipient, sender and text: a status callback's SID
+        # on the row (`callback_sid`) is not proof, as a captured callback re-aimed at
+        # another job's URL (Twilio's signature does not separate the URL from the form)
+        # could put one there and have an unsent job marked sent.
         return await self.sender.find(outgoing, outgoing.from_, claim.check_since)
 
     async def _look_again(self, job: Job, claim: Claim, first_miss: float) -> Outcome:
@@ -300,8 +300,12 @@ class OutboundProcessor:
         """To -poison. If an attempt may still have reached Twilio, say so."""
         kind = "outcome_unknown" if since else kind
         attempts = claim.attempts - int((claim.record or {}).get("throttled") or 0)
+        # An outcome_unknown letter says since when to look at Twilio: a replay still knows
+        # it after retention has deleted the row.
+        extra = {"check_since": since} if since else {}
         await self._dead_letter(self.settings.poison_queue_name, item, claim.key, kind,
-                                failure.reason, failure.twilio_code, attempts=attempts)
+                                failure.reason, failure.twilio_code, attempts=attempts,
+                                **extra)
         await self.ledger.update(claim, status="unknown" if since else "failed",
                                  last_error=failure.reason, **fields)
         return Outcome("poisoned", claim.key, reason=failure.reason)

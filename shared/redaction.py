@@ -19,12 +19,14 @@ import re
 _NUMBER = re.compile(
     # E.164, alone or in an address (whatsapp:+15551234567, sip:+14155550122@host);
     # people's marks between digits allowed after the +.
-    r"\+[0-9](?:[ ().-]{0,2}[0-9]){6,14}(?![0-9])"
+    r"\+[0-9](?:[\s().-]{0,2}[0-9]){6,14}(?![0-9])"
     # 10 to 15 digits standing alone: a national number, E.164 without its +
     # (client:14155550122). Digits inside a word or an id (SIDs, job keys) are not one.
     r"|(?<![0-9A-Za-z_+-])[0-9]{10,15}(?![0-9A-Za-z_-])"
-    # A number written the US/Canada way, with marks: (415) 555-0122, 415.555.0122.
-    r"|(?<![0-9A-Za-z_-])\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4}(?![0-9A-Za-z_-])")
+    # A number written the US/Canada way, with marks: (415) 555-0122, 415.555.0122,
+    # 1-415-555-0122. Marks include any space (a no-break or thin space pasted from a page).
+    r"|(?<![0-9A-Za-z_-])(?:1[\s.-])?\(?[0-9]{3}\)?[\s.-]?[0-9]{3}[\s.-][0-9]{4}"
+    r"(?![0-9A-Za-z_-])")
 _KEPT_DIGITS = 4
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 

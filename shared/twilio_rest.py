@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -270,7 +271,7 @@ class TwilioApi:
         earliest = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.UTC)
         matches = [i for i in items if i.date_created is not None
                    and i.date_created >= earliest
-                   and (job.type != "sms" or job.body is None or i.body == job.body)]
+                   and (job.type != "sms" or _same_body(i.body, job))]
         if not matches:
             return None
         first = min(matches, key=lambda i: i.date_created)
@@ -288,12 +289,37 @@ class TwilioApi:
     async def _create(self, client: Any, job: Job, from_number: str | None) -> Sent:
         if job.type == "sms":
             message = await client.messages.create_async(**message_params(job, from_number))
-            return Sent(message.sid, message.status)
+            return _sent(message, _MESSAGE_SID)
         call = await client.calls.create_async(**call_params(job, from_number))
-        return Sent(call.sid, call.status)
+        return _sent(call, _CALL_SID)
 
     async def close(self) -> None:
         await self.http_client.close()
+
+
+def _same_body(found: str | None, job: Job) -> bool:
+    """Whether a message Twilio holds has this job's text, as Twilio stores it: a trial
+    account puts "Sent from your Twilio trial account - " before it, and a Messaging Service
+    that shortens links rewrites them (then the text cannot tell, recipient and time do)."""
+    if job.body is None or job.shorten_urls:
+        return True
+    return found is not None and (found == job.body or found.endswith(job.body))
+
+
+_MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-f]{32}")
+_CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+
+
+class UnreadableAnswer(RuntimeError):
+    """Twilio (or something in front of it) answered a create with a success that names no
+    resource: the request may have been acted on, so the job is looked up before a resend."""
+
+
+def _sent(resource: Any, sid_shape: re.Pattern[str]) -> Sent:
+    sid = getattr(resource, "sid", None)
+    if not isinstance(sid, str) or not sid_shape.fullmatch(sid):
+        raise UnreadableAnswer("Twilio's answer to the create names no message or call SID")
+    return Sent(sid, getattr(resource, "status", None))
 
 
 def message_params(job: Job, from_number: str | None) -> dict[str, Any]:

@@ -72,6 +72,7 @@ MENU_ERROR = "I'm sorry, that wasn't a valid option."
 PASS_CODE = "Please enter your conference pass code"
 CONFERENCE_WELCOME = "You are now entering the conference line."
 MODERATOR_SMS = "{} has entered your conference.  Call the number this text came from to join."
+APP_CALLER = "an app or SIP caller"  # how a notification names a caller that is no number
 # Ours: the originals let a caller guess for ever.
 PASS_CODE_REFUSED = "Sorry, that pass code is not correct. Good bye."
 
@@ -80,6 +81,10 @@ PASS_CODE_REFUSED = "Sorry, that pass code is not correct. Good bye."
 # `Called` and `DialStatus` are API 2008-08-01 names the originals still read). Only
 # these are read from a POST form, and next-stage URLs never carry them: everything else
 # is a setting, and settings come only from the signed URL's query.
+# Stage markers the voicemail twimlet writes into its <Record> action and transcription
+# callback URLs (the query Twilio signs), as forward marks its <Dial> action with Dial=true.
+RECORDED = "Recorded"
+TRANSCRIBED = "Transcribed"
 RUNTIME_FIELDS = frozenset({
     "AccountSid", "ApiVersion", "ApplicationSid", "CallSid", "CallStatus", "CallToken",
     "Called", "Caller", "CallerName", "Direction", "ForwardedFrom", "From", "To",
@@ -117,9 +122,25 @@ def phone_key(number: str | None) -> str:
     return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
 
 
+def canonical(number: str | None) -> str:
+    """A number as E.164, for matching: written with `+`, as written; else a US/Canada
+    number (10 digits, or 11 with the leading 1) gets its +1. So `(415) 555-0122`,
+    `14155550122` and `+1 415 555 0122` are one number, and `+4795550122` (Norway) is not
+    `+14795550122`, as comparing bare digits without a leading 1 made them."""
+    compact = _PHONE_MARKS.sub("", number or "")
+    digits = _NOT_DIGIT.sub("", compact)
+    if not digits:
+        return ""
+    if compact.startswith("+"):
+        return "+" + digits
+    if len(digits) == 10:
+        return "+1" + digits
+    return "+" + digits
+
+
 def same_number(a: str | None, b: str | None) -> bool:
-    key = phone_key(a)
-    return bool(key) and key == phone_key(b)
+    key = canonical(a)
+    return bool(key) and key == canonical(b)
 
 
 def e164(number: str) -> str:
@@ -227,6 +248,11 @@ class Params:
     def has(self, name: str) -> bool:
         return name in self.values
 
+    def query_flag(self, name: str) -> bool:
+        """A stage marker the app wrote into its own next-stage URL: from the signed query
+        only (a marker is never a runtime field, so the form cannot supply it)."""
+        return name not in RUNTIME_FIELDS and (self.get(name) or "").lower() == "true"
+
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.values.first(name)
         # Every value may end up in TwiML: drop what XML cannot hold.
@@ -332,7 +358,7 @@ class Params:
 
     def listed(self, numbers: Sequence[str]) -> bool:
         """Whether this call is from (or, from a phone, to) one of `numbers`: how
-        AllowedCallers[] and Moderators[] match, by digits as the originals did."""
+        AllowedCallers[] and Moderators[] match, as E.164 numbers (`canonical`)."""
         caller, called = self.caller_number, self.called
         return any(same_number(caller, n) or same_number(called, n) for n in numbers)
 
@@ -434,21 +460,25 @@ def voicemail(p: Params, links: Links) -> Result:
                     "Notify=<phone number> to the URL for an SMS per message")
     # Transcribed unless Transcribe is given and is not "true", as in the original.
     transcribe = (p.get("Transcribe") or "true").lower() == "true"
+    # The stage is read from the signed query the app wrote into its own <Record> URLs,
+    # never from the form alone: a Voice SDK client puts what it likes in the form
+    # (RecordingUrl, TranscriptionText ...), and would text the owner its own words.
     status = (p.get("TranscriptionStatus") or "").lower()
-    if status in ("completed", "failed"):
+    if p.query_flag(TRANSCRIBED) and status in ("completed", "failed"):
         # Twilio's transcription callback: notify (with the text if there is one).
         text = p.get("TranscriptionText") if status == "completed" else None
         return Result(_doc(), _voicemail_jobs(p, notify, text))
-    if p.get("RecordingUrl"):
+    if p.query_flag(RECORDED) and p.get("RecordingUrl"):
         jobs = [] if transcribe else _voicemail_jobs(p, notify, None)
         return Result(_doc(lambda r: r.say(VOICEMAIL_THANKS, **p.speech.attributes()),
                            lambda r: r.hangup()), jobs)
     response = VoiceResponse()
     _speak(response, p.get("Message"), p.speech, VOICEMAIL_PROMPT)
-    # The original's <Record/> posted back to this URL by default: said here explicitly.
-    record: dict[str, Any] = {"action": links.here()}
+    # The original's <Record/> posted back to this URL by default: said here explicitly,
+    # with the stage in the query.
+    record: dict[str, Any] = {"action": links.here(Recorded="true")}
     if transcribe:
-        record.update(transcribe=True, transcribe_callback=links.here())
+        record.update(transcribe=True, transcribe_callback=links.here(Transcribed="true"))
     response.record(**record)
     return Result(str(response))
 
@@ -481,11 +511,21 @@ def _recording_link(p: Params, sid: str) -> str:
 
 
 def _display(number: str | None) -> str:
-    """A caller's number as the original's e-mail showed it: (415) 555-0122."""
+    """A caller's number as the original's e-mail showed it: (415) 555-0122. A caller that
+    is not a phone number (a Voice SDK or SIP identity, chosen by the caller's own client) is
+    not quoted: it would put the caller's words in the owner's SMS."""
     key = phone_key(number)
     if len(key) == 10 and _is_phone(number):
         return f"({key[:3]}) {key[3:6]}-{key[6:]}"
+    if _app_caller(number):
+        return APP_CALLER
     return _quoted(number, "an unknown number")
+
+
+def _app_caller(caller: str | None) -> bool:
+    """A caller that is not a phone number: a Voice SDK or SIP identity, which the caller's
+    own client chooses, so its text is never put in an owner's SMS."""
+    return bool(caller and caller.strip()) and not _is_phone(caller)
 
 
 def _quoted(text: str | None, default: str) -> str:
@@ -615,7 +655,9 @@ def _moderator_jobs(p: Params, moderators: list[str]) -> list[dict[str, Any]]:
     call_sid = p.get("CallSid") or ""
     if not _SID.fullmatch(call_sid):
         raise TwimletError("CallSid is not a Twilio SID.")
-    body = MODERATOR_SMS.format(_quoted(p.get("Caller") or p.caller, "A caller"))
+    caller = p.get("Caller") or p.caller
+    body = MODERATOR_SMS.format(APP_CALLER[0].upper() + APP_CALLER[1:] if _app_caller(caller) else
+                                _quoted(caller, "A caller"))
     line = p.called  # "the number this text came from": the conference line
     jobs = []
     # Each moderator's job id is the call's SID and the moderator's place in the list: ids

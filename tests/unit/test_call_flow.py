@@ -44,10 +44,11 @@ def test_forward_then_voicemail_on_no_answer_walk() -> None:
     after = twilio.post(action(dial.body, "Dial"), {"DialCallStatus": "no-answer"})
     assert action(after.body, "Redirect", "") == voicemail
     prompt = twilio.post(voicemail)
+    record = voicemail.replace("&code=k1", "&Recorded=true&code=k1")
     assert prompt.body == X(f'<Say>Please leave a message.</Say><Record action="'
-                            f'{voicemail.replace("&", "&amp;")}" />')
-    recorded = twilio.post(voicemail, {"RecordingUrl": "https://api.twilio.com/r/RE7",
-                                       "RecordingSid": "RE" + "7" * 32})
+                            f'{record.replace("&", "&amp;")}" />')
+    recorded = twilio.post(record, {"RecordingUrl": "https://api.twilio.com/r/RE7",
+                                    "RecordingSid": "RE" + "7" * 32})
     assert recorded.body == X("<Say>Thanks. Good bye.</Say><Hangup />")
     assert [json.loads(t)["to"] for t in twilio.queues.texts("twilio-outbound")] == [
         "+15551239999"]

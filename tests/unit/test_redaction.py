@@ -79,7 +79,7 @@ def test_webhook_and_dead_letter_log_lines_hold_no_whole_number(
         for hook in (good, failing):
             for route, form, query in [
                     ("sms", sms, ""), ("status", status, ""),
-                    ("twiml/voicemail", voicemail, "Notify=%2B15559990000&Transcribe=false"),
+                    ("twiml/voicemail", voicemail, "Notify=%2B15559990000&Transcribe=false&Recorded=true"),
                     ("twiml/voicemail", {}, "Email=a%40example.com&Notify=5559990000")]:
                 answers.append((await hook.handle(route, post(route, form, query=query))).status)
         return answers

@@ -198,7 +198,8 @@ INJECTED = {"PhoneNumber": "+19990000001", "PhoneNumbers[5]": "+19990000002",
             "CallerId": "+19990000007", "Message": "Injected", "Password": "1",
             "Name": "other-room", "Music": "https://evil.example/m.mp3", "Timeout": "1",
             "Transcribe": "false", "EnableSmsNotifications": "true", "Dial": "true",
-            "HumanCheck": "1", "PasswordTries": "0", "Bucket": "evil"}
+            "HumanCheck": "1", "PasswordTries": "0", "Bucket": "evil",
+            "Recorded": "true", "Transcribed": "true"}
 
 SETUPS = {
     "echo": [("Twiml", "<Response><Say>Hi</Say></Response>")],
@@ -225,7 +226,8 @@ def test_form_fields_that_are_not_twilios_change_nothing(name: str) -> None:
     # Stage answers too: the recording callback queues an SMS only to the URL's Notify.
     rec = {"RecordingUrl": "https://api.twilio.com/r/RE1", "RecordingSid": "RE" + "1" * 32,
            "TranscriptionStatus": "completed", "TranscriptionText": "hi"}
-    twilio.post(url("voicemail", SETUPS["voicemail"]), {**rec, **INJECTED})
+    twilio.post(url("voicemail", SETUPS["voicemail"] + [("Transcribed", "true")]),
+                {**rec, **INJECTED})
     assert [job["to"] for job in twilio.jobs()] == ["+15559990000"]
 
 

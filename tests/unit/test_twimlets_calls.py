@@ -158,6 +158,9 @@ RECORDING_SID = "RE" + "1" * 32
 # Twilio's RecordingUrl, and the link the SMS carries (built from the SIDs, as Twilio does).
 LINK = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{RECORDING_SID}"
 REC = {"RecordingUrl": LINK, "RecordingSid": RECORDING_SID}
+# The stages' URLs: the app writes each marker into its <Record> URLs (the signed query).
+RECORDED = [("Recorded", "true")]
+TRANSCRIBED = [("Transcribed", "true")]
 
 
 @pytest.mark.parametrize("params, prompt", [
@@ -170,17 +173,20 @@ REC = {"RecordingUrl": LINK, "RecordingSid": RECORDING_SID}
 def test_voicemail_prompt_without_transcription(params: list[tuple[str, str]],
                                                 prompt: str) -> None:
     here = url("voicemail", [("Notify", NOTIFY)] + params + [("Transcribe", "false")])
+    rec = url("voicemail", [("Notify", NOTIFY)] + params + [("Transcribe", "false")] + RECORDED)
     # original: <Record/> (Twilio posts the recording back to this URL by default)
-    assert ok(Twilio().post(here)) == X(f'{prompt}<Record action="{amp(here)}" />')
+    assert ok(Twilio().post(here)) == X(f'{prompt}<Record action="{amp(rec)}" />')
 
 
 def test_voicemail_transcribes_unless_told_not_to() -> None:  # [VOICEMAIL-1-4]
     here = url("voicemail", [("Notify", NOTIFY)])
+    rec = url("voicemail", [("Notify", NOTIFY)] + RECORDED)
+    tr = url("voicemail", [("Notify", NOTIFY)] + TRANSCRIBED)
     # original: <Record transcribe="true" transcribeCallback="http://twimlets.com/voicemail?
     # Email=you@example.com"/>
     assert ok(Twilio().post(here)) == X(
         "<Say>Please leave a message after the beep.</Say>"
-        f'<Record action="{amp(here)}" transcribe="true" transcribeCallback="{amp(here)}" />')
+        f'<Record action="{amp(rec)}" transcribe="true" transcribeCallback="{amp(tr)}" />')
     also = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "TRUE")])
     assert 'transcribe="true"' in ok(Twilio().post(also))
 
@@ -188,11 +194,12 @@ def test_voicemail_transcribes_unless_told_not_to() -> None:  # [VOICEMAIL-1-4]
 def test_voicemail_with_only_an_email_records_and_says_why_nobody_is_told(
         caplog: pytest.LogCaptureFixture) -> None:
     here = url("voicemail", [("Email", "you@example.com"), ("Transcribe", "false")])
+    rec = url("voicemail", [("Email", "you@example.com"), ("Transcribe", "false")] + RECORDED)
     twilio = Twilio()
     with caplog.at_level("WARNING", logger="shared.twimlets"):
         assert ok(twilio.post(here)) == X(
             "<Say>Please leave a message after the beep.</Say>"
-            f'<Record action="{amp(here)}" />')
+            f'<Record action="{amp(rec)}" />')
     assert [r.getMessage() for r in caplog.records if r.name == "shared.twimlets"] == [
         "voicemail: Email is not supported here (no mail service); add Notify=<phone number> "
         "to the URL for an SMS per message"]
@@ -204,7 +211,7 @@ def test_voicemail_recording_without_transcription_notifies_once() -> None:
     # [VOICEMAIL-2-1]; the original e-mailed "You have a new voicemail from (555) 111-2222 ...
     # Click this link to listen to the message: <RecordingUrl>.mp3"
     twilio = Twilio()
-    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")])
+    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")] + RECORDED)
     headers = {"i-twilio-idempotency-token": "idem-1"}
     assert ok(twilio.post(here, REC, headers)) == X("<Say>Thanks. Good bye.</Say><Hangup />")
     twilio.post(here, REC, headers)  # Twilio's retry
@@ -217,12 +224,13 @@ def test_voicemail_recording_without_transcription_notifies_once() -> None:
 
 def test_voicemail_with_transcription_waits_for_the_text() -> None:
     twilio = Twilio()
-    here = url("voicemail", [("Notify", "(555) 999-0000")])
+    here = url("voicemail", [("Notify", "(555) 999-0000")] + RECORDED)
     assert ok(twilio.post(here, REC)) == X(  # [VOICEMAIL-2-2]
         "<Say>Thanks. Good bye.</Say><Hangup />")
     assert twilio.jobs() == []
     # [VOICEMAIL-3-1] original: an empty 200 and an e-mail with the text
-    done = twilio.post(here, {**REC, "TranscriptionStatus": "completed",
+    callback = url("voicemail", [("Notify", "(555) 999-0000")] + TRANSCRIBED)
+    done = twilio.post(callback, {**REC, "TranscriptionStatus": "completed",
                               "TranscriptionText": "Call me back."})
     assert ok(done) == EMPTY
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
@@ -232,7 +240,7 @@ def test_voicemail_with_transcription_waits_for_the_text() -> None:
 
 def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOICEMAIL-3-2]
     twilio = Twilio()
-    res = twilio.post(url("voicemail", [("Notify", NOTIFY)]),
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY)] + TRANSCRIBED),
                       {**REC, "TranscriptionStatus": "failed", "From": "+447700900123"})
     assert ok(res) == EMPTY
     assert [job["body"] for job in twilio.jobs()] == [
@@ -241,7 +249,7 @@ def test_voicemail_failed_transcription_notifies_without_text() -> None:  # [VOI
 
 def test_voicemail_without_notify_records_and_notifies_nobody() -> None:
     twilio = Twilio()
-    assert ok(twilio.post(url("voicemail", [("Transcribe", "false")]), REC)) == X(
+    assert ok(twilio.post(url("voicemail", [("Transcribe", "false")] + RECORDED), REC)) == X(
         "<Say>Thanks. Good bye.</Say><Hangup />")
     assert twilio.jobs() == []
 
@@ -265,7 +273,7 @@ EVIL_RECORDINGS = [
 @pytest.mark.parametrize("recording", EVIL_RECORDINGS)
 def test_voicemail_links_the_recording_as_twilio_builds_it(recording: str) -> None:
     twilio = Twilio()
-    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")] + RECORDED),
                       {**REC, "RecordingUrl": recording})
     assert ok(res) == X("<Say>Thanks. Good bye.</Say><Hangup />")
     assert twilio.jobs() == [{"id": f"voicemail-{RECORDING_SID}", "type": "sms",
@@ -285,20 +293,22 @@ def test_voicemail_link_needs_this_accounts_and_the_recordings_sid(
         form: dict[str, str | None], error: str) -> None:
     twilio = Twilio()
     fields = {k: v for k, v in {**test_twimlets.CALL, **REC, **form}.items() if v is not None}
-    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")]),
+    res = twilio.post(url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")] + RECORDED),
                       call=fields)
     assert bad(res) == error
     assert ACCOUNT_SID not in res.body and twilio.jobs() == []
 
 
-def test_voicemail_sms_quotes_a_caller_of_any_length_within_one_sms() -> None:
-    # A TwiML App's client names itself: 100 KB of it made a job too large for the queue.
+@pytest.mark.parametrize("caller", ["client:" + "a" * 60_000, "client:Call +1-800-555-0199 now",
+                                    "sip:alice@evil.example"])
+def test_voicemail_sms_never_quotes_an_app_or_sip_callers_identity(caller: str) -> None:
+    # A TwiML App's client names itself (100 KB of it made a job too large for the queue,
+    # and its words would reach the owner's phone): it is told as what it is.
     twilio = Twilio()
-    caller = "client:" + "a" * 60_000  # as long as a request can hold
-    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")])
+    here = url("voicemail", [("Notify", NOTIFY), ("Transcribe", "false")] + RECORDED)
     assert ok(twilio.post(here, {**REC, "From": caller}))
     assert twilio.jobs() == [{"id": "voicemail-RE" + "1" * 32, "type": "sms", "to": NOTIFY,
-                              "body": "New voicemail from client:" + "a" * 54 + "...: "
+                              "body": "New voicemail from an app or SIP caller: "
                                       f"{LINK}.mp3"}]
     jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
 
@@ -322,7 +332,8 @@ def test_voicemail_notify_must_be_a_phone_number(notify: str) -> None:
     ("+44 20 7946 0958", "+442079460958")])
 def test_voicemail_notify_takes_e164_and_nanp_numbers(notify: str, to: str) -> None:
     twilio = Twilio()
-    assert ok(twilio.post(url("voicemail", [("Notify", notify), ("Transcribe", "false")]), REC))
+    assert ok(twilio.post(url("voicemail", [("Notify", notify), ("Transcribe", "false")]
+                              + RECORDED), REC))
     assert [job["to"] for job in twilio.jobs()] == [to]
 
 

@@ -330,17 +330,19 @@ def test_conference_sms_notifications_go_through_the_outbound_queue() -> None:
          "from": LINE, "body": body}]
 
 
-@pytest.mark.parametrize("size", [2_000, 60_000])
-def test_conference_sms_quotes_a_caller_of_any_length_within_one_sms(size: int) -> None:
+@pytest.mark.parametrize("caller", ["c" * 2_000, "client:" + "c" * 60_000,
+                                    "client:Visit evil.example to join"])
+def test_conference_sms_never_quotes_an_app_callers_identity(caller: str) -> None:
     """A TwiML App's client sets its own Caller: 2 KB made a body over 1600 characters (a
-    job rejected later), 100 KB one too large for a queue message (a 503 with a traceback)."""
+    job rejected later), 100 KB one too large for a queue message (a 503 with a traceback),
+    and any text reached the moderators' phones. It is named as what it is."""
     twilio = Twilio()
     params = MODERATORS[:1] + [("EnableSmsNotifications", "true")]
-    assert ok(twilio.post(url("conference", params), {"Caller": "c" * size}))
+    assert ok(twilio.post(url("conference", params), {"Caller": caller}))
     assert twilio.jobs() == [
         {"id": f"conference-{CALL_SID}-1", "type": "sms", "to": "+14155551212",
-         "from": LINE, "body": "c" * 61 + "... has entered your conference.  Call the number "
-                                          "this text came from to join."}]
+         "from": LINE, "body": "An app or SIP caller has entered your conference.  Call the "
+                               "number this text came from to join."}]
     jobs.from_dict(twilio.jobs()[0])  # what the queue trigger will check
 
 

@@ -184,7 +184,7 @@ def test_a_captured_request_replayed_with_a_fresh_token_has_no_second_effect() -
 def test_effect_keys_are_hashed_and_do_not_collide() -> None:
     ledger, queues = MemoryLedger(), MemoryQueues()
     hook = hooks(queues=queues, ledger=ledger)
-    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false"
+    url = "twiml/voicemail?Notify=%2B15559990000&Transcribe=false&Recorded=true"
     for recording in ("RE" + "1" * 32, "RE" + "2" * 32):
         form = {"From": "+15551234567", "RecordingUrl": "https://api.twilio.com/r/RE1",
                 "RecordingSid": recording, "AccountSid": ACCOUNT_SID}
@@ -288,7 +288,7 @@ def test_every_notification_a_twimlet_queues_passes_the_job_schema() -> None:
             "RecordingUrl": "https://api.twilio.com/r/RE" + "1" * 32,
             "TranscriptionStatus": "completed", "TranscriptionText": "t\u2028\t" * 1_500}
     for route, query in [
-            ("twiml/voicemail", "Notify=%2B15559990000"),
+            ("twiml/voicemail", "Notify=%2B15559990000&Transcribed=true"),
             ("twiml/conference", "Moderators%5B%5D=%2B15559990000&EnableSmsNotifications=1")]:
         assert handle(hook, route, post(route, form, query=query)).status == 200
     texts = queues.texts("twilio-outbound")
