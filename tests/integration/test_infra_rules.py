@@ -492,6 +492,11 @@ def azd_problems(infra: Infra) -> list[str]:
             problems.append(f"azure.yaml: hooks.{name}.posix must run `infra/hooks/run {name}` with sh")
         if hook.get("continueOnError"):
             problems.append(f"azure.yaml: hooks.{name} must stop azd when it fails")
+        # azd uses `windows:` on Windows and falls back to the hook's top level otherwise,
+        # which has no `run` here: azd would fail with "run is always required".
+        windows = ((doc.get("hooks") or {}).get(name) or {}).get("windows") or {}
+        if "WSL" not in str(windows.get("run", "")) or windows.get("continueOnError"):
+            problems.append(f"azure.yaml: hooks.{name}.windows must stop azd and say to use WSL")
     script = infra.root / "hooks" / "run"
     if not script.is_file() or not os.access(script, os.X_OK):
         problems.append("infra/hooks/run must exist and be executable")
@@ -836,6 +841,7 @@ DEFECTS = [
     ("azd", "../azure.yaml", r'requiredVersions:\n  azd: "[^"]*"\n', ""),
     ("azd", "../azure.yaml", r'azd: ">= 1\.17\.1"', 'azd: ">= 1.10.0"'),
     ("azd", "../azure.yaml", r"  postdeploy:\n(    .*\n)+", ""),
+    ("azd", "../azure.yaml", r"    windows:\n(      .*\n)+", ""),
     ("log levels", "../host.json", r'"Function": "Warning"', '"Function": "Information"'),
     ("log levels", "../host.json", r'"Function": "Warning"', '"Function": "Error"'),
     ("log levels", "../host.json", r'"Host\.Triggers\.Queue": "Warning"', '"Host.Triggers.Queue": "Error"'),
