@@ -17,7 +17,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from ops import text
+from ops import replay, text
 from ops.__main__ import main as ops_main
 from shared.credentials import CredentialCache, EnvironmentSource
 from shared.ledger import TableLedger, job_partition
@@ -140,7 +140,7 @@ def test_a_job_without_id_moved_by_the_host_is_not_sent_twice(
     [letter] = QueueClient.from_connection_string(
         env["AzureWebJobsStorage"], env["OUTBOUND_QUEUE_NAME"] + "-poison").peek_messages()
     key = f"replay-{letter.id}"
-    look = text.when(letter.inserted_on.timestamp() - 3600)
+    look = text.when(letter.inserted_on.timestamp() - replay.POISON_WINDOW_SECONDS)
 
     code, out = ops(capsys, "deadletters", "replay", "--all", "--dry-run")
     assert code == 0 and out.splitlines()[0] == (

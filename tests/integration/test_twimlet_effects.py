@@ -16,7 +16,7 @@ from shared.webhooks import WebhookRequest
 from tests.helpers import ACCOUNT_SID, env, sign
 
 ORIGIN = "https://func-x.azurewebsites.net"
-URL = f"{ORIGIN}/api/twiml/voicemail?Notify=%2B15559990000&Transcribe=false"
+URL = f"{ORIGIN}/api/twiml/voicemail?Notify=%2B15559990000&Transcribe=false&Recorded=true"
 RECORDING_SID = "RE" + "4" * 32
 FORM = {"CallSid": "CA" + "4" * 32, "AccountSid": ACCOUNT_SID, "From": "+15551112222",
         "To": "+15005550006", "RecordingSid": RECORDING_SID, "RecordingDuration": "7",
