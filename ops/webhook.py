@@ -96,11 +96,18 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+# RFC 3986's reserved and unreserved characters, and `%` (an escape already written).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
+
+
 def destination(path: str, base: str | None, public: str | None) -> str:
     """The URL to send to (and so to sign): `path` on `base`, else on WEBHOOK_BASE_URL
     (`public`), else on the local app. Refuses one whose origin is not `public`'s."""
     url = path if not path.startswith("/") else \
         (base or public or LOCAL_APP).rstrip("/") + path
+    # Written as a browser (and so Twilio) would request it: a space or any other character
+    # a URL cannot hold is percent-encoded; escapes already there are kept.
+    url = urllib.parse.quote(url, safe=_URL_SAFE)
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise OpsError(f"{path!r} is neither /api/... nor an http(s) URL")
     if public and origin(url) != origin(public):
@@ -145,8 +152,10 @@ def run_webhook(args: argparse.Namespace) -> int:
         status, content_type, body = exc.code, exc.headers.get("Content-Type"), exc.read()
     except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise OpsError(f"nothing answered at {url} ({reason}); locally, is scripts/run-local "
-                       "running?", 1) from None
+        host = urllib.parse.urlsplit(url).hostname or ""
+        hint = "is scripts/run-local running?" if host in ("127.0.0.1", "localhost", "::1") \
+            else "check the host name and that the app is deployed (curl .../api/health)"
+        raise OpsError(f"nothing answered at {url} ({reason}); {hint}", 1) from None
     print(status, content_type or "")
     text = body.decode("utf-8", "replace")
     if text:

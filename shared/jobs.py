@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import difflib
 import json
 import re
 import time
@@ -461,8 +462,13 @@ def _describe(error: Any, doc: dict[str, Any]) -> str:
     if kind == "additionalProperties":
         unknown = sorted(set(doc) - set(schema()["properties"]))
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        return (f"unknown field(s) {', '.join(repr(u) for u in unknown[:10])}{more}; "
-                "allowed: " + ", ".join(schema()["properties"]))
+        # The nearest field a typo stands for, not all 30: a reason is cut at 300 characters
+        # and the rest of it (what else is wrong) must still fit.
+        guesses = [f"{u!r} (did you mean {near[0]!r}?)" if near else repr(u)
+                   for u in unknown[:10]
+                   for near in [difflib.get_close_matches(u, schema()["properties"], 1, 0.7)]]
+        return (f"unknown field(s) {', '.join(guesses)}{more}; the fields are listed in "
+                "the job schema (shared/schemas/outbound-job.v1.json)")
     if kind == "required" and rule is None:
         return f"missing required field '{error.message.split(chr(39))[1]}'"
     if kind == "required" and title == "requires":

@@ -151,11 +151,15 @@ def e164(number: str) -> str:
     return "+" + compact if len(compact) == 11 else "+1" + compact
 
 
-def check_phone(name: str, value: str) -> str:
+def check_phone(name: str, value: str, *, plus_lost: bool = False) -> str:
+    """`value` if it is a phone number, else a 400 naming `name`. `plus_lost`: the value
+    began with a space, as a `+` written as is in a URL's query reads: say so."""
     if not _PHONE.fullmatch(_PHONE_MARKS.sub("", value)):
         shown = value if len(value) <= 40 else value[:37] + "..."
+        hint = (" A + in a URL's query reads as a space: write it %2B (+44... as %2B44...)."
+                if plus_lost else "")
         raise TwimletError(f"{name} must be a phone number: E.164 like +14155550122, or a "
-                           f"US/Canada number like (415) 555-0122; got {shown!r}.")
+                           f"US/Canada number like (415) 555-0122; got {shown!r}.{hint}")
     return value
 
 
@@ -289,12 +293,16 @@ class Params:
 
     def phone(self, name: str) -> str | None:
         value = self.get(name)
-        return check_phone(name, value.strip()) if value and value.strip() else None
+        if not value or not value.strip():
+            return None
+        return check_phone(name, value.strip(), plus_lost=value.startswith(" "))
 
     def phones(self, name: str, *, bracketed_only: bool = False) -> list[str]:
         items = self.items(name, bracketed_only=bracketed_only, limit=MAX_DIAL_NUMBERS,
                            unit=_NUMBERS_UNIT)
-        return [check_phone(key, value) for key, value in items]
+        raw = {v.strip(): v for vs in self.values.values() for v in vs}
+        return [check_phone(key, value, plus_lost=raw.get(value, "").startswith(" "))
+                for key, value in items]
 
     def options(self, name: str) -> dict[str, str]:
         """`Options[1]=url`, `Options[22]=url`: keyed by the digits between the brackets.

@@ -474,3 +474,12 @@ def test_each_setting_says_where_it_comes_from(tmp_path: Path) -> None:
         "azd env dev", 7.0)
     assert appsettings.for_target(target.resolve(args(account="st2"), azd), azd,
                                   tmp_path) is None  # another deployment
+
+
+def test_a_webhook_url_written_with_spaces_is_sent_and_signed_as_a_browser_writes_it() -> None:
+    from ops import webhook
+    url = webhook.destination("/api/twiml/message?Message=Hello world&Voice=Polly.Joanna",
+                              None, None)
+    assert url == "http://127.0.0.1:7071/api/twiml/message?Message=Hello%20world&Voice=Polly.Joanna"
+    kept = webhook.destination("/api/twiml/forward?PhoneNumber=%2B14155550122", None, None)
+    assert kept.endswith("PhoneNumber=%2B14155550122")  # an escape is not escaped again

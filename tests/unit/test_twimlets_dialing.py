@@ -393,3 +393,11 @@ def test_voice_and_language_everywhere_text_is_spoken() -> None:
     assert ok(Twilio().post(url("conference", [("Password", "1")] + speech))).count(attrs) == 1
     assert ok(Twilio().post(url("conference", speech))).count(attrs) == 1
     assert ok(Twilio().post(url("whisper", speech), {"From": CALLER})).count(attrs) == 1
+
+
+def test_a_plus_written_as_is_in_the_url_is_named_in_the_400() -> None:
+    """`PhoneNumber=+442071838750` reads as ` 442071838750`: the 400 says why."""
+    res = Twilio().post(url("forward", [("PhoneNumber", " 442071838750")]))
+    assert bad(res) == ("PhoneNumber must be a phone number: E.164 like +14155550122, or a "
+                        "US/Canada number like (415) 555-0122; got '442071838750'. A + in a "
+                        "URL's query reads as a space: write it %2B (+44... as %2B44...).")
