@@ -96,21 +96,23 @@ def test_throttled_past_the_budget_raises_for_the_caller_to_requeue() -> None:
     assert double.sent() == []  # nothing was processed: safe to send again later
 
 
+async def refusal_of_one_send(double: TwilioDouble) -> Any:
+    """The exception one send raises (None if it was accepted)."""
+    client = api(double)
+    try:
+        await client.send(sms(1), FROM)
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        return exc
+    finally:
+        await client.close()
+    return None
+
+
 def test_a_bare_503_is_not_throttling() -> None:
     """Without Retry-After a 503 is an outage: answered to the caller at once."""
     with TwilioDouble() as double:
         double.script = [Reply(503)]
-
-        async def one() -> Any:
-            client = api(double)
-            try:
-                await client.send(sms(1), FROM)
-            except Exception as exc:  # noqa: BLE001 - the test looks at it
-                return exc
-            finally:
-                await client.close()
-
-        exc = asyncio.run(one())
+        exc = asyncio.run(refusal_of_one_send(double))
     assert not isinstance(exc, TwilioThrottled) and exc.status == 503
     assert len(double.creates()) == 1
 
@@ -216,17 +218,7 @@ def test_a_503_with_retry_after_is_retried_for_a_read_but_not_for_a_create() -> 
                         headers={"Retry-After": "1"})
     with TwilioDouble() as double:
         double.script = [unavailable]
-
-        async def create() -> Any:
-            client = api(double)
-            try:
-                await client.send(sms(1), FROM)
-            except Exception as exc:  # noqa: BLE001 - the test looks at it
-                return exc
-            finally:
-                await client.close()
-
-        exc = asyncio.run(create())
+        exc = asyncio.run(refusal_of_one_send(double))
         assert not isinstance(exc, TwilioThrottled) and exc.status == 503
         assert len(double.creates()) == 1
         from shared.failures import classify
