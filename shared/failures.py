@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from shared.credentials import CredentialsError
-from shared.jobs import JobRejected
+from shared.jobs import JobRejected, printable
 from shared.redaction import redact
 
 # Twilio error codes that no retry can fix (the number, the recipient or the content).
@@ -93,12 +93,7 @@ def classify(exc: BaseException, *, sending: bool = False) -> Failure:
         return Failure("transient", _network(exc), ambiguous=True)
     where = "after the request to Twilio" if sending else "talking to Twilio"
     return Failure("transient", redact(f"unexpected error {where}: {type(exc).__name__}: "
-                                       f"{_printable(str(exc))}"), ambiguous=sending)
-
-
-def _printable(text: str) -> str:
-    """An error's text as a log line and a table can take it: no lone surrogates, short."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
+                                       f"{printable(str(exc))[:300]}"), ambiguous=sending)
 
 
 def _network(exc: BaseException) -> str:

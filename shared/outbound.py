@@ -33,7 +33,12 @@ from shared.jobs import Job, JobRejected
 from shared.ledger import ATTEMPT_SECONDS, Claim, ClaimLost, Ledger
 from shared.settings import Settings
 from shared.storage import QueueWriter
-from shared.twilio_rest import REQUEST_TIMEOUT_SECONDS, Sent, throttle_budget
+from shared.twilio_rest import (
+    REQUEST_TIMEOUT_SECONDS,
+    THROTTLE_BUDGET_SECONDS,
+    Sent,
+    throttle_budget,
+)
 
 log = redaction.logger(__name__)  # phone numbers masked
 
@@ -50,10 +55,9 @@ BUSY_RECHECK_MARGIN_SECONDS = 5
 # long after it before anything is sent: a Twilio that stalled with our request in its
 # queue answers a list as soon as it wakes, while that create is still being made.
 SETTLE_SECONDS = 2 * REQUEST_TIMEOUT_SECONDS
-# Throttled requests are retried inside one attempt for at most this long in all: the look
-# at Twilio and the send (each up to the request timeout) and these waits end within
-# ATTEMPT_SECONDS, so inside the claim's lease.
-THROTTLE_BUDGET_SECONDS = 10.0
+# Throttled requests are retried inside one attempt for at most THROTTLE_BUDGET_SECONDS in
+# all: the look at Twilio and the send (each up to the request timeout) and these waits end
+# within ATTEMPT_SECONDS, so inside the claim's lease.
 # A job throttled past the in-invocation budget comes back after a delay growing from BASE
 # to CAP with the streak of throttled attempts, jittered (never less than Retry-After).
 THROTTLE_DELAY_BASE_SECONDS = 5
